@@ -1,0 +1,81 @@
+//! The generic entity actor: one actix actor per entity, activated from its snapshot on first
+//! message, one message at a time (`AtomicResponse`), persisting the new state and its outbox
+//! events in one conditional write before replying, and passivating when idle.
+
+mod entity;
+mod registry;
+
+pub(crate) use entity::Envelope;
+pub use registry::KindStats;
+pub(crate) use registry::Registry;
+
+use emporium_persistence::OutboxEntry;
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{Engine, Error};
+
+/// What one command did: the new state to persist (if it changed), events for the outbox,
+/// effects to run once the write is durable, and the reply.
+pub(crate) struct Outcome<S, R> {
+    pub state: Option<S>,
+    pub outbox: Vec<OutboxEntry>,
+    pub effects: Vec<Effect>,
+    pub reply: R,
+}
+
+impl<S, R> Outcome<S, R> {
+    pub fn unchanged(reply: R) -> Self {
+        Self {
+            state: None,
+            outbox: Vec::new(),
+            effects: Vec::new(),
+            reply,
+        }
+    }
+
+    pub fn changed(state: S, reply: R) -> Self {
+        Self {
+            state: Some(state),
+            outbox: Vec::new(),
+            effects: Vec::new(),
+            reply,
+        }
+    }
+}
+
+/// Side effects described as values; only the owner runs them, after its write is durable.
+#[derive(Debug, Clone)]
+pub(crate) enum Effect {
+    ReleaseStock { sku: String, quantity: u64 },
+}
+
+/// A command's result: computed right away (the common case) or needing other actors first.
+pub(crate) enum Step<S, R> {
+    Ready(Result<Outcome<S, R>, Error>),
+    Async(LocalBoxFuture<'static, Result<Outcome<S, R>, Error>>),
+}
+
+/// What makes an entity kind: its state, commands and how a command is handled.
+pub(crate) trait Behaviour: Sized + Unpin + 'static {
+    const KIND: &'static str;
+    type State: Default + Clone + Serialize + DeserializeOwned + Unpin + 'static;
+    type Command: Clone + Send + 'static;
+    type Reply: Send + 'static;
+
+    /// The secondary key the store indexes the snapshot by (an order's user).
+    fn owner(_state: &Self::State) -> Option<String> {
+        None
+    }
+
+    /// Where this kind's live actors are kept.
+    fn registry(engine: &Engine) -> &Registry<Self>;
+
+    fn handle(
+        engine: &Engine,
+        key: &str,
+        state: &Self::State,
+        cmd: Self::Command,
+    ) -> Step<Self::State, Self::Reply>;
+}

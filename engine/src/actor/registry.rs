@@ -1,0 +1,134 @@
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr};
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use super::entity::{EntityActor, Passivate};
+use super::Behaviour;
+use crate::Engine;
+
+/// Activation counters of one entity kind, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct KindStats {
+    active: AtomicI64,
+    activated: AtomicU64,
+    passivated: AtomicU64,
+}
+
+impl KindStats {
+    pub fn active(&self) -> i64 {
+        self.active.load(Ordering::Relaxed)
+    }
+    pub fn activated_total(&self) -> u64 {
+        self.activated.load(Ordering::Relaxed)
+    }
+    pub fn passivated_total(&self) -> u64 {
+        self.passivated.load(Ordering::Relaxed)
+    }
+    pub(crate) fn deactivated(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        self.passivated.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shared between an actor and its registry entry.
+pub(crate) struct Slot {
+    pub generation: u64,
+    born: Instant,
+    last_active_ms: AtomicU64,
+}
+
+impl Slot {
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        let now = self.born.elapsed();
+        now.saturating_sub(Duration::from_millis(
+            self.last_active_ms.load(Ordering::Relaxed),
+        ))
+    }
+}
+
+struct Entry_<B: Behaviour> {
+    addr: Addr<EntityActor<B>>,
+    slot: Arc<Slot>,
+}
+
+/// The live actors of one kind, by entity key.
+pub(crate) struct Registry<B: Behaviour> {
+    live: DashMap<String, Entry_<B>>,
+    generations: AtomicU64,
+    stats: KindStats,
+}
+
+impl<B: Behaviour> Default for Registry<B> {
+    fn default() -> Self {
+        Self {
+            live: DashMap::new(),
+            generations: AtomicU64::new(0),
+            stats: KindStats::default(),
+        }
+    }
+}
+
+impl<B: Behaviour> Registry<B> {
+    pub fn stats(&self) -> &KindStats {
+        &self.stats
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The live actor for `key`, activating one (on the current arbiter) if there is none.
+    /// Returns whether it was activated now.
+    pub fn get_or_activate(&self, engine: &Engine, key: &str) -> (Addr<EntityActor<B>>, bool) {
+        if let Some(entry) = self.live.get(key) {
+            return (entry.addr.clone(), false);
+        }
+        match self.live.entry(key.to_owned()) {
+            Entry::Occupied(e) => (e.get().addr.clone(), false),
+            Entry::Vacant(v) => {
+                let slot = Arc::new(Slot {
+                    generation: self.generations.fetch_add(1, Ordering::Relaxed),
+                    born: Instant::now(),
+                    last_active_ms: AtomicU64::new(0),
+                });
+                let addr =
+                    EntityActor::<B>::new(key.to_owned(), engine.clone(), slot.clone()).start();
+                v.insert(Entry_ {
+                    addr: addr.clone(),
+                    slot,
+                });
+                self.stats.active.fetch_add(1, Ordering::Relaxed);
+                self.stats.activated.fetch_add(1, Ordering::Relaxed);
+                (addr, true)
+            }
+        }
+    }
+
+    /// Forgets `key` if it is still the activation of that generation.
+    pub fn remove(&self, key: &str, generation: u64) {
+        self.live
+            .remove_if(key, |_, e| e.slot.generation == generation);
+    }
+
+    /// Asks the `n` least recently used actors to passivate.
+    pub fn passivate_oldest(&self, n: usize) {
+        let mut by_age: Vec<(Duration, Addr<EntityActor<B>>)> = self
+            .live
+            .iter()
+            .map(|e| (e.slot.idle_for(), e.addr.clone()))
+            .collect();
+        by_age.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, addr) in by_age.into_iter().take(n) {
+            addr.do_send(Passivate);
+        }
+    }
+}

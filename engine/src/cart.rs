@@ -1,0 +1,265 @@
+//! The cart state machine: pure, no I/O. One cart per user.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest quantity of one line; anything above is a client error, not a stock question.
+pub const MAX_LINE_QUANTITY: u32 = 10_000;
+/// The most distinct lines one cart may hold.
+pub const MAX_LINES: usize = 500;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartState {
+    /// Keyed by SKU, so lines come out sorted by SKU.
+    pub lines: BTreeMap<String, CartLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    pub product_id: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CartCommand {
+    /// `available` is the tracked stock of the SKU, `None` when stock is not tracked.
+    Add {
+        sku: String,
+        product_id: String,
+        quantity: i64,
+        available: Option<u64>,
+    },
+    /// A quantity of 0 or less removes the line.
+    SetQuantity {
+        sku: String,
+        quantity: i64,
+        available: Option<u64>,
+    },
+    Remove {
+        sku: String,
+    },
+    Clear,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CartEvent {
+    QuantityChanged {
+        sku: String,
+        product_id: String,
+        quantity: u32,
+    },
+    LineRemoved {
+        sku: String,
+    },
+    Cleared,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("quantity must be between 1 and {MAX_LINE_QUANTITY}, got {0}")]
+    BadQuantity(i64),
+    #[error("only {available} of {sku} in stock, the cart would hold {wanted}")]
+    NotEnoughStock {
+        sku: String,
+        available: u64,
+        wanted: u64,
+    },
+    #[error("{0} is not in the cart")]
+    NotInCart(String),
+    #[error("a cart holds at most {MAX_LINES} different products")]
+    TooManyLines,
+}
+
+impl CartState {
+    /// Decides what a command changes. Never mutates; [`CartState::evolve`] applies the result.
+    pub fn apply(&self, cmd: &CartCommand) -> Result<Vec<CartEvent>, Error> {
+        match cmd {
+            CartCommand::Add {
+                sku,
+                product_id,
+                quantity,
+                available,
+            } => {
+                if !(1..=i64::from(MAX_LINE_QUANTITY)).contains(quantity) {
+                    return Err(Error::BadQuantity(*quantity));
+                }
+                let current = self.lines.get(sku).map_or(0, |l| i64::from(l.quantity));
+                if current == 0 && self.lines.len() >= MAX_LINES {
+                    return Err(Error::TooManyLines);
+                }
+                let wanted = current + quantity;
+                if wanted > i64::from(MAX_LINE_QUANTITY) {
+                    return Err(Error::BadQuantity(wanted));
+                }
+                check_stock(sku, wanted, *available)?;
+                Ok(vec![CartEvent::QuantityChanged {
+                    sku: sku.clone(),
+                    product_id: product_id.clone(),
+                    quantity: to_u32(wanted),
+                }])
+            }
+            CartCommand::SetQuantity {
+                sku,
+                quantity,
+                available,
+            } => {
+                let Some(line) = self.lines.get(sku) else {
+                    return Err(Error::NotInCart(sku.clone()));
+                };
+                if *quantity <= 0 {
+                    return Ok(vec![CartEvent::LineRemoved { sku: sku.clone() }]);
+                }
+                if *quantity > i64::from(MAX_LINE_QUANTITY) {
+                    return Err(Error::BadQuantity(*quantity));
+                }
+                check_stock(sku, *quantity, *available)?;
+                Ok(vec![CartEvent::QuantityChanged {
+                    sku: sku.clone(),
+                    product_id: line.product_id.clone(),
+                    quantity: to_u32(*quantity),
+                }])
+            }
+            CartCommand::Remove { sku } => Ok(if self.lines.contains_key(sku) {
+                vec![CartEvent::LineRemoved { sku: sku.clone() }]
+            } else {
+                vec![]
+            }),
+            CartCommand::Clear => Ok(if self.lines.is_empty() {
+                vec![]
+            } else {
+                vec![CartEvent::Cleared]
+            }),
+        }
+    }
+
+    pub fn evolve(&mut self, event: CartEvent) {
+        match event {
+            CartEvent::QuantityChanged {
+                sku,
+                product_id,
+                quantity,
+            } => {
+                self.lines.insert(
+                    sku,
+                    CartLine {
+                        product_id,
+                        quantity,
+                    },
+                );
+            }
+            CartEvent::LineRemoved { sku } => {
+                self.lines.remove(&sku);
+            }
+            CartEvent::Cleared => self.lines.clear(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+fn check_stock(sku: &str, wanted: i64, available: Option<u64>) -> Result<(), Error> {
+    match available {
+        Some(available) if u64::try_from(wanted).unwrap_or(u64::MAX) > available => {
+            Err(Error::NotEnoughStock {
+                sku: sku.to_owned(),
+                available,
+                wanted: u64::try_from(wanted).unwrap_or(0),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Callers have bounded the value to `1..=MAX_LINE_QUANTITY`.
+fn to_u32(q: i64) -> u32 {
+    u32::try_from(q).unwrap_or(MAX_LINE_QUANTITY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(sku: &str, quantity: i64, available: Option<u64>) -> CartCommand {
+        CartCommand::Add {
+            sku: sku.into(),
+            product_id: format!("p-{sku}"),
+            quantity,
+            available,
+        }
+    }
+
+    fn run(state: &mut CartState, cmd: &CartCommand) -> Result<(), Error> {
+        for e in state.apply(cmd)? {
+            state.evolve(e);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn adds_accumulate_and_lines_sort_by_sku() {
+        let mut cart = CartState::default();
+        run(&mut cart, &add("B", 2, None)).unwrap();
+        run(&mut cart, &add("A", 1, None)).unwrap();
+        run(&mut cart, &add("B", 3, None)).unwrap();
+        let lines: Vec<_> = cart
+            .lines
+            .iter()
+            .map(|(s, l)| (s.as_str(), l.quantity))
+            .collect();
+        assert_eq!(lines, vec![("A", 1), ("B", 5)]);
+    }
+
+    #[test]
+    fn rejects_bad_quantities() {
+        let cart = CartState::default();
+        for q in [0, -1, 1_000_000_000_000, i64::from(MAX_LINE_QUANTITY) + 1] {
+            assert_eq!(cart.apply(&add("A", q, None)), Err(Error::BadQuantity(q)));
+        }
+    }
+
+    #[test]
+    fn refuses_more_than_tracked_stock() {
+        let mut cart = CartState::default();
+        run(&mut cart, &add("A", 2, Some(3))).unwrap();
+        assert!(matches!(
+            cart.apply(&add("A", 2, Some(3))),
+            Err(Error::NotEnoughStock {
+                available: 3,
+                wanted: 4,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn set_quantity_zero_removes_and_unknown_line_errs() {
+        let mut cart = CartState::default();
+        run(&mut cart, &add("A", 2, None)).unwrap();
+        let set = |q| CartCommand::SetQuantity {
+            sku: "A".into(),
+            quantity: q,
+            available: None,
+        };
+        run(&mut cart, &set(7)).unwrap();
+        assert_eq!(cart.lines["A"].quantity, 7);
+        run(&mut cart, &set(0)).unwrap();
+        assert!(cart.is_empty());
+        assert_eq!(cart.apply(&set(1)), Err(Error::NotInCart("A".into())));
+    }
+
+    #[test]
+    fn remove_and_clear_are_idempotent() {
+        let mut cart = CartState::default();
+        assert_eq!(
+            cart.apply(&CartCommand::Remove { sku: "A".into() }),
+            Ok(vec![])
+        );
+        assert_eq!(cart.apply(&CartCommand::Clear), Ok(vec![]));
+        run(&mut cart, &add("A", 1, None)).unwrap();
+        run(&mut cart, &CartCommand::Clear).unwrap();
+        assert!(cart.is_empty());
+    }
+}

@@ -1,0 +1,48 @@
+//! Encoding of domain values for storage: a one-byte format marker, then bincode. A new layout
+//! gets a new marker and a decoder that upgrades the old one (the migration chain).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::Error;
+
+/// The only format so far.
+const FORMAT_V1: u8 = 1;
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut out = vec![FORMAT_V1];
+    bincode::serialize_into(&mut out, value).map_err(|e| Error::Codec(e.to_string()))?;
+    Ok(out)
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => {
+            bincode::deserialize(body).map_err(|e| Error::Codec(e.to_string()))
+        }
+        Some((other, _)) => Err(Error::Codec(format!("unknown format marker {other}"))),
+        None => Err(Error::Codec("empty record".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cart::{CartLine, CartState};
+
+    #[test]
+    fn round_trip_and_unknown_marker() {
+        let mut cart = CartState::default();
+        cart.lines.insert(
+            "A".into(),
+            CartLine {
+                product_id: "p".into(),
+                quantity: 2,
+            },
+        );
+        let bytes = super::encode(&cart).unwrap();
+        assert_eq!(super::decode::<CartState>(&bytes).unwrap(), cart);
+        let mut bad = bytes;
+        bad[0] = 9;
+        assert!(super::decode::<CartState>(&bad).is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! Carts: one actor per user. The cart actor is also the user's checkout coordinator, so one user
+//! never runs two checkouts at once.
+
+use crate::actor::{Behaviour, Outcome, Registry, Step};
+use crate::cart::{CartCommand, CartState};
+use crate::catalog::Product;
+use crate::order::Order;
+use crate::{Engine, Error};
+
+use super::checkout::{self, CheckoutOutcome, CheckoutRequest};
+
+pub(crate) struct CartEntity;
+
+#[derive(Debug, Clone)]
+pub(crate) enum CartMsg {
+    Get,
+    Change(CartCommand),
+    Checkout(CheckoutRequest),
+}
+
+#[derive(Debug)]
+pub(crate) enum CartReply {
+    State(CartState),
+    Checkout(CheckoutOutcome),
+}
+
+/// A cart line joined with its product as the catalog has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartLineView {
+    pub product: Product,
+    pub quantity: u32,
+}
+
+impl CartLineView {
+    pub fn line_total_cents(&self) -> u64 {
+        self.product
+            .price_cents
+            .saturating_mul(u64::from(self.quantity))
+    }
+}
+
+impl Behaviour for CartEntity {
+    const KIND: &'static str = "cart";
+    type State = CartState;
+    type Command = CartMsg;
+    type Reply = CartReply;
+
+    fn registry(engine: &Engine) -> &Registry<Self> {
+        &engine.inner().carts
+    }
+
+    fn handle(
+        engine: &Engine,
+        key: &str,
+        state: &CartState,
+        cmd: CartMsg,
+    ) -> Step<CartState, CartReply> {
+        match cmd {
+            CartMsg::Get => Step::Ready(Ok(Outcome::unchanged(CartReply::State(state.clone())))),
+            CartMsg::Change(cmd) => Step::Ready(match state.apply(&cmd) {
+                Ok(events) if events.is_empty() => {
+                    Ok(Outcome::unchanged(CartReply::State(state.clone())))
+                }
+                Ok(events) => {
+                    let mut next = state.clone();
+                    for event in events {
+                        next.evolve(event);
+                    }
+                    Ok(Outcome::changed(next.clone(), CartReply::State(next)))
+                }
+                Err(e) => Err(e.into()),
+            }),
+            CartMsg::Checkout(req) => Step::Async(Box::pin(checkout::run(
+                engine.clone(),
+                key.to_owned(),
+                state.clone(),
+                req,
+            ))),
+        }
+    }
+}
+
+fn unexpected() -> Error {
+    Error::Unavailable("cart actor gave an unexpected reply".into())
+}
+
+impl Engine {
+    async fn cart(&self, email: &str, msg: CartMsg) -> Result<CartState, Error> {
+        match self.call::<CartEntity>(email, email, msg).await? {
+            CartReply::State(state) => Ok(state),
+            CartReply::Checkout(_) => Err(unexpected()),
+        }
+    }
+
+    /// The user's cart, sorted by SKU, with current product data. Lines whose product was deleted
+    /// are left out.
+    pub async fn cart_view(&self, email: &str) -> Result<Vec<CartLineView>, Error> {
+        let state = self.cart(email, CartMsg::Get).await?;
+        let catalog = self.catalog().snapshot();
+        Ok(state
+            .lines
+            .iter()
+            .filter_map(|(sku, line)| {
+                catalog.get_by_sku(sku).map(|p| CartLineView {
+                    product: p.clone(),
+                    quantity: line.quantity,
+                })
+            })
+            .collect())
+    }
+
+    fn product_by_sku(&self, sku: &str) -> Result<Product, Error> {
+        self.catalog()
+            .snapshot()
+            .get_by_sku(sku)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: "product",
+                id: sku.to_owned(),
+            })
+    }
+
+    pub async fn cart_add(&self, email: &str, sku: &str, quantity: i64) -> Result<(), Error> {
+        let product = self.product_by_sku(sku)?;
+        let available = self.stock(sku).await?;
+        let cmd = CartCommand::Add {
+            sku: product.sku,
+            product_id: product.id,
+            quantity,
+            available,
+        };
+        self.cart(email, CartMsg::Change(cmd)).await.map(drop)
+    }
+
+    /// Sets a line's quantity; 0 or less removes it.
+    pub async fn cart_set(&self, email: &str, sku: &str, quantity: i64) -> Result<(), Error> {
+        let available = if quantity > 0 {
+            self.product_by_sku(sku)?;
+            self.stock(sku).await?
+        } else {
+            None
+        };
+        let cmd = CartCommand::SetQuantity {
+            sku: sku.to_owned(),
+            quantity,
+            available,
+        };
+        self.cart(email, CartMsg::Change(cmd)).await.map(drop)
+    }
+
+    pub async fn cart_remove(&self, email: &str, sku: &str) -> Result<(), Error> {
+        let cmd = CartCommand::Remove {
+            sku: sku.to_owned(),
+        };
+        self.cart(email, CartMsg::Change(cmd)).await.map(drop)
+    }
+
+    pub async fn cart_clear(&self, email: &str) -> Result<(), Error> {
+        self.cart(email, CartMsg::Change(CartCommand::Clear))
+            .await
+            .map(drop)
+    }
+
+    /// Turns the cart into an order; see [`checkout::run`] for the steps.
+    pub async fn checkout(
+        &self,
+        email: &str,
+        req: CheckoutRequest,
+    ) -> Result<(Order, bool), Error> {
+        match self
+            .call::<CartEntity>(email, email, CartMsg::Checkout(req))
+            .await?
+        {
+            CartReply::Checkout(CheckoutOutcome { order, created }) => Ok((order, created)),
+            CartReply::State(_) => Err(unexpected()),
+        }
+    }
+}

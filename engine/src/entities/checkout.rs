@@ -1,0 +1,172 @@
+//! Checkout, run inside the user's cart actor: reserve stock for every line (in SKU order) →
+//! charge the test provider → store the order with its `order.created` event → clear the cart.
+//! Any failure before the order is stored releases what was reserved.
+
+use uuid::Uuid;
+
+use crate::actor::Outcome;
+use crate::cart::CartState;
+use crate::clock::{now_ms, year_month};
+use crate::order::{Order, OrderItem};
+use crate::payment::{self, Card};
+use crate::{Engine, Error};
+
+use super::cart::CartReply;
+
+/// Namespace of order ids derived from idempotency keys (UUID v5).
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f1e_2c8a_4b3d_4e5f_9a7b_1c2d_3e4f_5a6b);
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckoutRequest {
+    /// The client's `Idempotency-Key`: the same key from the same user yields the same order.
+    pub idempotency_key: Option<String>,
+    /// `None` charges the default test card.
+    pub card: Option<Card>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckoutOutcome {
+    pub order: Order,
+    /// False when an earlier checkout with the same idempotency key made the order.
+    pub created: bool,
+}
+
+/// The order id of a checkout. With an idempotency key it is derived from (user, key), so a retry
+/// finds the order even if the first attempt crashed after storing it.
+fn order_id(email: &str, key: Option<&str>) -> String {
+    match key {
+        Some(key) => Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{email}\n{key}").as_bytes()),
+        None => Uuid::new_v4(),
+    }
+    .to_string()
+}
+
+fn replay(order: Order) -> Outcome<CartState, CartReply> {
+    Outcome::unchanged(CartReply::Checkout(CheckoutOutcome {
+        order,
+        created: false,
+    }))
+}
+
+async fn release_all(engine: &Engine, reserved: &[(String, u64)]) {
+    for (sku, quantity) in reserved {
+        engine
+            .run_effect(crate::actor::Effect::ReleaseStock {
+                sku: sku.clone(),
+                quantity: *quantity,
+            })
+            .await;
+    }
+}
+
+pub(super) async fn run(
+    engine: Engine,
+    email: String,
+    cart: CartState,
+    req: CheckoutRequest,
+) -> Result<Outcome<CartState, CartReply>, Error> {
+    let id = order_id(&email, req.idempotency_key.as_deref());
+    if req.idempotency_key.is_some() {
+        match engine.order(&id, Some(&email)).await {
+            Ok(existing) => return Ok(replay(existing)),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if cart.is_empty() {
+        return Err(Error::EmptyCart);
+    }
+    let card = req.card.unwrap_or_else(Card::default_test_card);
+    card.validate().map_err(Error::InvalidPayment)?;
+
+    let catalog = engine.catalog().snapshot();
+    let mut items = Vec::with_capacity(cart.lines.len());
+    let mut unavailable = Vec::new();
+    for (sku, line) in &cart.lines {
+        match catalog.get_by_sku(sku) {
+            Some(p) => items.push(OrderItem {
+                product_id: p.id.clone(),
+                sku: sku.clone(),
+                name: p.name.clone(),
+                unit_price_cents: p.price_cents,
+                quantity: line.quantity,
+            }),
+            None => unavailable.push(sku.clone()),
+        }
+    }
+    if !unavailable.is_empty() {
+        return Err(Error::OutOfStock { skus: unavailable });
+    }
+
+    let mut reserved = Vec::with_capacity(items.len());
+    let mut failure = None;
+    for item in &items {
+        let quantity = u64::from(item.quantity);
+        match engine.reserve_stock(&item.sku, quantity).await {
+            Ok(()) => reserved.push((item.sku.clone(), quantity)),
+            Err(Error::OutOfStock { skus }) => unavailable.extend(skus),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = failure {
+        release_all(&engine, &reserved).await;
+        return Err(e);
+    }
+    if !unavailable.is_empty() {
+        release_all(&engine, &reserved).await;
+        return Err(Error::OutOfStock { skus: unavailable });
+    }
+
+    let now = now_ms();
+    let total: u64 = items.iter().map(OrderItem::line_total_cents).sum();
+    let payment_ref = match payment::charge(&card, total, year_month(now)) {
+        Ok(reference) => reference,
+        Err(declined) => {
+            release_all(&engine, &reserved).await;
+            return Err(declined.into());
+        }
+    };
+    let order = Order::new(
+        id,
+        email,
+        items,
+        engine.options().currency.clone(),
+        payment_ref,
+        now,
+    );
+    match engine.create_order(order).await {
+        Ok(reply) if reply.created => Ok(Outcome::changed(
+            CartState::default(),
+            CartReply::Checkout(CheckoutOutcome {
+                order: reply.order,
+                created: true,
+            }),
+        )),
+        Ok(reply) => {
+            release_all(&engine, &reserved).await;
+            Ok(replay(reply.order))
+        }
+        Err(e) => {
+            release_all(&engine, &reserved).await;
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn idempotent_ids_are_per_user_and_key() {
+        let a = super::order_id("a@x.io", Some("k1"));
+        assert_eq!(a, super::order_id("a@x.io", Some("k1")));
+        assert_ne!(a, super::order_id("b@x.io", Some("k1")));
+        assert_ne!(a, super::order_id("a@x.io", Some("k2")));
+        assert_ne!(
+            super::order_id("a@x.io", None),
+            super::order_id("a@x.io", None)
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! The outbox relay: reads undelivered events in order, hands each to a sink, and marks it
+//! delivered only after the sink accepted it. A crash between the two re-sends (at least once);
+//! nothing is lost. The embedded default's sink is [`InProcessSink`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use emporium_persistence::OutboxEntry;
+use futures_util::future::BoxFuture;
+use tokio::sync::broadcast;
+
+use crate::clock::now_ms;
+use crate::order::OrderEvent;
+use crate::{codec, Engine};
+
+const BATCH: usize = 256;
+
+/// Where relayed events go. `publish` resolves `Ok` only once the event is safely handed over.
+pub trait EventSink: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn publish<'a>(&'a self, entry: &'a OutboxEntry) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Delivers events to subscribers in this process (and to the log).
+pub struct InProcessSink {
+    tx: broadcast::Sender<OrderEvent>,
+}
+
+impl Default for InProcessSink {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl InProcessSink {
+    pub fn subscribe(&self) -> broadcast::Receiver<OrderEvent> {
+        self.tx.subscribe()
+    }
+}
+
+impl EventSink for InProcessSink {
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+
+    fn publish<'a>(&'a self, entry: &'a OutboxEntry) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            match codec::decode::<OrderEvent>(&entry.payload) {
+                Ok(event) => {
+                    tracing::info!(event = %entry.routing_key, event_id = %entry.event_id,
+                        order = %event.order.id, "order event");
+                    // No subscriber is fine: the event stays in the outbox as delivered.
+                    let _ = self.tx.send(event);
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %entry.event_id, error = %e, "undecodable outbox event kept as delivered");
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Counters of the relay, read by `/metrics` and `/readyz`.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    pub delivered: AtomicU64,
+    pub failures: AtomicU64,
+    pub depth: AtomicU64,
+    pub sink_healthy: AtomicBool,
+}
+
+pub struct Relay {
+    engine: Engine,
+    sink: Arc<dyn EventSink>,
+    stats: Arc<RelayStats>,
+    retention: Duration,
+}
+
+impl Relay {
+    pub fn new(engine: Engine, sink: Arc<dyn EventSink>, retention: Duration) -> Self {
+        Self {
+            engine,
+            sink,
+            stats: Arc::new(RelayStats::default()),
+            retention,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<RelayStats> {
+        self.stats.clone()
+    }
+
+    /// Relays until the process ends.
+    pub async fn run(self) {
+        let mut last_prune = 0u64;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.relay_batch().await {
+                Ok(full) => {
+                    backoff = Duration::from_millis(100);
+                    self.stats.sink_healthy.store(true, Ordering::Relaxed);
+                    if full {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    self.stats.sink_healthy.store(false, Ordering::Relaxed);
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(sink = self.sink.name(), error = %e, retry_in = ?backoff, "relay failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            }
+            let now = now_ms();
+            if now.saturating_sub(last_prune) > 60_000 {
+                last_prune = now;
+                let cutoff = now
+                    .saturating_sub(u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX));
+                if let Err(e) = self.engine.stores().outbox.prune_delivered(cutoff).await {
+                    tracing::warn!(error = %e, "pruning delivered events failed");
+                }
+            }
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), self.engine.outbox_changed()).await;
+        }
+    }
+
+    /// Relays one batch; returns whether it was full (more may be waiting).
+    async fn relay_batch(&self) -> Result<bool, String> {
+        let outbox = &self.engine.stores().outbox;
+        let batch = outbox.pending(BATCH).await.map_err(|e| e.to_string())?;
+        let mut done = Vec::with_capacity(batch.len());
+        let mut result = Ok(batch.len() == BATCH);
+        for record in &batch {
+            match self.sink.publish(&record.entry).await {
+                Ok(()) => done.push(record.seq),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if !done.is_empty() {
+            outbox
+                .mark_delivered(&done, now_ms())
+                .await
+                .map_err(|e| e.to_string())?;
+            self.stats
+                .delivered
+                .fetch_add(done.len() as u64, Ordering::Relaxed);
+        }
+        if let Ok(depth) = outbox.depth().await {
+            self.stats.depth.store(depth, Ordering::Relaxed);
+        }
+        result
+    }
+}

@@ -1,0 +1,424 @@
+//! Black-box acceptance-test harness: spawns the real `emporium` binary on a
+//! loopback port with its own data directory and talks to it over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use awc::http::Method;
+use serde_json::Value;
+use tempfile::TempDir;
+
+mod api;
+pub use api::*;
+
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const PASSWORD: &str = "correct-horse-battery-staple";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Extra environment for a node, on top of the harness defaults.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOpts {
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeOpts {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+    pub fn demo_catalog(self, on: bool) -> Self {
+        self.env("EMPORIUM_DEMO_CATALOG", if on { "true" } else { "false" })
+    }
+}
+
+/// A full response: status, parsed JSON (Null if empty / not JSON), raw text, headers.
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub headers: awc::http::header::HeaderMap,
+}
+
+/// How a request authenticates.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    Bearer(String),
+    /// The whole `Authorization` header value, e.g. `Basic xyz`.
+    Raw(String),
+}
+
+pub struct Node {
+    dir: TempDir,
+    child: Option<Child>,
+    port: u16,
+    opts: NodeOpts,
+    client: awc::Client,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Node {
+    /// Spawns `emporium serve` on a fresh temp data dir and waits for `/readyz` == 200.
+    pub fn start(opts: NodeOpts) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("emporium-test-")
+            .tempdir()
+            .unwrap();
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connector(
+                awc::Connector::new()
+                    .limit(512)
+                    .timeout(Duration::from_secs(10)),
+            )
+            .finish();
+        let mut node = Node {
+            dir,
+            child: None,
+            port: 0,
+            opts,
+            client,
+        };
+        node.spawn_and_wait();
+        node
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("emporium-test.log")
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    fn spawn_and_wait(&mut self) {
+        assert!(self.child.is_none(), "node already running");
+        self.port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_emporium"));
+        cmd.arg("serve");
+        // Do not let a developer's own EMPORIUM_* settings leak into tests.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("EMPORIUM_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("EMPORIUM_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("EMPORIUM_DATA_DIR", self.dir.path())
+            .env("EMPORIUM_JWT_SECRET", JWT_SECRET)
+            .env("EMPORIUM_ADMIN_EMAILS", ADMIN_EMAIL)
+            .env("RUST_LOG", "warn");
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn emporium binary"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        let mut last = String::from("no response yet");
+        while start.elapsed() < READY_TIMEOUT {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "emporium exited during startup ({status}); log tail:\n{}",
+                    self.log_tail(80)
+                );
+            }
+            match blocking_get(self.port, "/readyz") {
+                Ok((200, _)) => return,
+                Ok((s, body)) => last = format!("{s} {body}"),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "emporium not ready within {READY_TIMEOUT:?} (last /readyz: {last}); log tail:\n{}",
+            self.log_tail(80)
+        );
+    }
+
+    /// SIGKILL (std's `Child::kill` on unix) and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the binary again on the same data dir (killing it first if running).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn_and_wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// General request. `body` None sends no body at all.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &Auth,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Resp, String> {
+        let mut req = self.client.request(method.clone(), self.url(path));
+        match auth {
+            Auth::None => {}
+            Auth::Bearer(t) => req = req.insert_header(("Authorization", format!("Bearer {t}"))),
+            Auth::Raw(v) => req = req.insert_header(("Authorization", v.clone())),
+        }
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let sent = match body {
+            Some((ct, bytes)) => req.content_type(ct).send_body(bytes).await,
+            None => req.send().await,
+        };
+        let mut res = sent.map_err(|e| format!("{method} {path}: send failed: {e}"))?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res
+            .body()
+            .limit(64 << 20)
+            .await
+            .map_err(|e| format!("{method} {path}: body read failed: {e}"))?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Resp {
+            status,
+            body,
+            text,
+            headers,
+        })
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &Auth,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Resp {
+        match self.try_send(method, path, auth, headers, body).await {
+            Ok(r) => r,
+            Err(e) => panic!("{e}; server log tail:\n{}", self.log_tail(40)),
+        }
+    }
+
+    async fn json_call(
+        &self,
+        m: Method,
+        path: &str,
+        token: Option<&str>,
+        json: Option<&Value>,
+    ) -> (u16, Value) {
+        let body = json.map(|v| ("application/json", serde_json::to_vec(v).unwrap()));
+        let r = self.send(m, path, &auth(token), &[], body).await;
+        (r.status, r.body)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.json_call(Method::GET, path, token, None).await
+    }
+    /// `Value::Null` sends no body at all.
+    pub async fn post(&self, path: &str, token: Option<&str>, json: Value) -> (u16, Value) {
+        let body = (!json.is_null()).then_some(&json);
+        self.json_call(Method::POST, path, token, body).await
+    }
+    pub async fn put(&self, path: &str, token: Option<&str>, json: Value) -> (u16, Value) {
+        let body = (!json.is_null()).then_some(&json);
+        self.json_call(Method::PUT, path, token, body).await
+    }
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.json_call(Method::DELETE, path, token, None).await
+    }
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> (u16, Value) {
+        let r = self
+            .send(
+                Method::POST,
+                path,
+                &auth(token),
+                &[],
+                Some((content_type, bytes)),
+            )
+            .await;
+        (r.status, r.body)
+    }
+
+    /// GET /metrics as text.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .send(Method::GET, "/metrics", &Auth::None, &[], None)
+            .await;
+        assert_eq!(r.status, 200, "GET /metrics: {}", r.text);
+        r.text
+    }
+
+    /// A hand-written HTTP/1.1 request over a raw socket (for oversized bodies, where the
+    /// server may answer before reading everything). Returns (status, parsed JSON body).
+    pub fn raw_http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(u16, Value), String> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.port,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+        let w = std::thread::spawn(move || {
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&body);
+        });
+        let raw = read_all(&stream);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let _ = w.join();
+        let (status, text) = parse_http_response(&raw)?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- emporium log tail ({}) ----\n{}\n---- end log ----",
+                self.log_path().display(),
+                self.log_tail(60)
+            );
+        }
+        self.kill9();
+    }
+}
+
+pub fn auth(token: Option<&str>) -> Auth {
+    match token {
+        Some(t) => Auth::Bearer(t.to_string()),
+        None => Auth::None,
+    }
+}
+
+fn read_all(mut stream: &TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    // Bounded: each read has a 30 s timeout and we stop at 16 MiB.
+    while out.len() < 16 << 20 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+fn parse_http_response(raw: &[u8]) -> Result<(u16, String), String> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("incomplete HTTP response: {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line: {head:?}"))?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    for _ in 0..100_000 {
+        let Some((size, rest)) = s.split_once("\r\n") else {
+            break;
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Blocking GET over a raw socket, used for readiness polling.
+pub fn blocking_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
+        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    parse_http_response(&read_all(&s))
+}

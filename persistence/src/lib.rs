@@ -1,0 +1,27 @@
+//! Storage for Emporium: narrow traits the engine writes through, and their backends.
+//!
+//! Solves: durable, version-checked snapshot writes (the fencing primitive: a writer that does not
+//! hold the version it expects is refused), an order-event outbox written in the same atomic write
+//! as the snapshot it describes, and the product catalog with a unique SKU. Every `save` returns
+//! only after the write is durable; the sled backend makes that cheap with group commit.
+//!
+//! Deliberately does not: know domain types (values are opaque bytes carrying their own format
+//! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default) and
+//! `memory` (tests and in-memory benches; not durable, never used by the binary).
+
+mod error;
+mod memory;
+mod record;
+#[cfg(feature = "sled")]
+mod sled_store;
+mod traits;
+
+#[cfg(feature = "testsuite")]
+pub mod conformance;
+
+pub use error::Error;
+pub use memory::MemoryStore;
+pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
+#[cfg(feature = "sled")]
+pub use sled_store::SledStore;
+pub use traits::{CatalogStore, Outbox, SnapshotStore, Stores};

@@ -1,0 +1,65 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{Error, OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
+
+/// Versioned entity snapshots. The compare-and-set in `save` is the fencing primitive.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + 'static {
+    async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, Error>;
+    /// Applies the write iff the stored version equals `write.expected` (0 = absent), together
+    /// with its outbox entries, atomically. Returns the new version. Durable when it returns `Ok`.
+    async fn save(&self, write: SnapshotWrite) -> Result<u64, Error>;
+    /// Every snapshot of `kind` whose owner is `owner`.
+    async fn list_by_owner(&self, kind: &str, owner: &str) -> Result<Vec<Snapshot>, Error>;
+}
+
+/// Events waiting for the relay. Entries are appended only through [`SnapshotStore::save`].
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// The oldest undelivered entries, at most `limit`.
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, Error>;
+    /// Marks entries delivered (kept for the retention period, then pruned). Durable on `Ok`.
+    async fn mark_delivered(&self, seqs: &[u64], at_ms: u64) -> Result<(), Error>;
+    /// Number of undelivered entries.
+    async fn depth(&self) -> Result<u64, Error>;
+    /// Drops delivered entries delivered before `before_ms`; returns how many.
+    async fn prune_delivered(&self, before_ms: u64) -> Result<u64, Error>;
+    /// Appends without a snapshot (used by conformance tests and re-queues).
+    async fn append(&self, entry: OutboxEntry) -> Result<u64, Error>;
+}
+
+/// Products, keyed by id, with a unique SKU.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    async fn list_products(&self) -> Result<Vec<Vec<u8>>, Error>;
+    /// Fails with `Duplicate` if the SKU is taken.
+    async fn insert_product(&self, id: &str, sku: &str, data: Vec<u8>) -> Result<(), Error>;
+    /// Fails with `NotFound` for an unknown id and `Duplicate` if the new SKU belongs to another.
+    async fn update_product(&self, id: &str, sku: &str, data: Vec<u8>) -> Result<(), Error>;
+    /// Returns whether it existed.
+    async fn delete_product(&self, id: &str) -> Result<bool, Error>;
+}
+
+/// The set of stores a node runs on, chosen by configuration.
+#[derive(Clone)]
+pub struct Stores {
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub catalog: Arc<dyn CatalogStore>,
+}
+
+impl Stores {
+    /// All three roles served by one backend value.
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: SnapshotStore + Outbox + CatalogStore,
+    {
+        Self {
+            snapshots: backend.clone(),
+            outbox: backend.clone(),
+            catalog: backend,
+        }
+    }
+}
