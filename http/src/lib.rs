@@ -1,1 +1,33 @@
-//! placeholder
+//! The storefront REST API (`api.md`) over the Emporium engine, and the wiring of the `emporium`
+//! binary.
+//!
+//! Solves: authentication (argon2id passwords in the engine, HS256 JWT here), JSON in and out,
+//! validation of request shapes, one mapping from engine errors to status codes with JSON bodies,
+//! body-size limits, request metrics and the operational endpoints.
+//!
+//! Deliberately does not: hold business rules (they live in `emporium-engine`) or hold actor
+//! addresses (it calls the engine handle, which routes through the shard map).
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod metrics;
+mod routes;
+pub mod server;
+
+use std::sync::Arc;
+
+use emporium_engine::{Engine, RelayStats};
+
+pub use routes::configure;
+
+/// Everything a request handler can reach.
+pub struct AppState {
+    pub engine: Engine,
+    pub auth: auth::Auth,
+    pub metrics: metrics::Metrics,
+    pub relay: Arc<RelayStats>,
+    pub body_limit: usize,
+}

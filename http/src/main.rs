@@ -1,1 +1,79 @@
-fn main() {}
+//! `emporium`: the whole storefront back end in one binary.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use emporium_http::config::{Config, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "emporium",
+    version,
+    about = "A storefront back end where every cart and order is an actor"
+)]
+struct Cli {
+    /// TOML configuration file (overridden by EMPORIUM_* variables and flags).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on (EMPORIUM_LISTEN).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Data directory (EMPORIUM_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the storefront API (the default).
+    Serve,
+    /// Manage the product catalog offline.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Create or update products (by SKU) from a JSON file.
+    Import { file: PathBuf },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen,
+        data_dir: cli.data_dir,
+    };
+    let config = match Config::load(cli.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("emporium: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = actix_web::rt::System::new().block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => emporium_http::server::serve(config).await,
+            Command::Catalog {
+                command: CatalogCommand::Import { file },
+            } => emporium_http::server::import_file(config, &file).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("emporium: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

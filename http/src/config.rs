@@ -1,0 +1,192 @@
+//! The one typed configuration root, layered: defaults → TOML file (`--config`) → `EMPORIUM_*`
+//! environment (`__` nests) → command-line flags; then [`Config::validate`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the storefront API listens on.
+    pub listen: String,
+    /// Where the embedded store (sled) and the generated JWT secret live.
+    pub data_dir: PathBuf,
+    /// HS256 secret. Unset: generated once and kept in the data dir (with a warning).
+    pub jwt_secret: Option<String>,
+    /// Accounts with these emails get the admin role. A comma-separated string or a list.
+    #[serde(deserialize_with = "comma_list")]
+    pub admin_emails: Vec<String>,
+    /// Load the built-in demo catalog on first start of an empty store.
+    pub demo_catalog: bool,
+    /// Actors idle this long passivate.
+    pub idle_timeout_secs: u64,
+    /// Above this many live actors the least recently used passivate.
+    pub max_active_actors: usize,
+    /// Larger request bodies get 413.
+    pub body_limit_bytes: usize,
+    /// Fixed number of shards; never change it on a store with data.
+    pub shards: u32,
+    /// Lifetime of issued tokens.
+    pub token_ttl_secs: u64,
+    /// Delivered order events are kept this long, then pruned.
+    pub outbox_retention_secs: u64,
+    /// ISO 4217 currency of all prices.
+    pub currency: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// On SIGTERM, how long `/readyz` reports 503 before the listener closes.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./emporium-data"),
+            jwt_secret: None,
+            admin_emails: Vec::new(),
+            demo_catalog: true,
+            idle_timeout_secs: 600,
+            max_active_actors: 100_000,
+            body_limit_bytes: 1024 * 1024,
+            shards: 1024,
+            token_ttl_secs: 24 * 3600,
+            outbox_retention_secs: 7 * 24 * 3600,
+            currency: "USD".into(),
+            workers: 0,
+            shutdown_grace_secs: 0,
+        }
+    }
+}
+
+/// Flags that override everything else (only those given).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::One(s) => s.split(',').map(str::to_owned).collect(),
+        Raw::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(format!("config file {} does not exist", file.display()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("EMPORIUM_").split("__"))
+            .merge(Serialized::globals(overrides))
+            .extract()
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.listen_addr()?;
+        if self.shards == 0 || self.shards > emporium_cluster::ShardMap::MAX_SHARDS {
+            return Err(format!(
+                "shards must be 1 to {}",
+                emporium_cluster::ShardMap::MAX_SHARDS
+            ));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err("body_limit_bytes must be at least 1024".into());
+        }
+        if self.idle_timeout_secs == 0 || self.token_ttl_secs == 0 || self.max_active_actors == 0 {
+            return Err(
+                "idle_timeout_secs, token_ttl_secs and max_active_actors must be positive".into(),
+            );
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 16 {
+                return Err("jwt_secret must be at least 16 bytes".into());
+            }
+        }
+        if let Some(bad) = self
+            .admin_emails
+            .iter()
+            .find(|e| emporium_engine::user::normalise_email(e).is_none())
+        {
+            return Err(format!("admin_emails: {bad:?} is not an email address"));
+        }
+        if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err("currency must be a three-letter ISO 4217 code such as USD".into());
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen.parse().map_err(|_| {
+            format!(
+                "listen {:?} is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_validate() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("e.toml", "listen = \"127.0.0.1:9000\"\nshards = 64\n")?;
+            jail.set_env("EMPORIUM_SHARDS", "128");
+            jail.set_env("EMPORIUM_ADMIN_EMAILS", "Root@Example.com, ops@example.com");
+            let overrides = Overrides {
+                data_dir: Some("/tmp/x".into()),
+                ..Overrides::default()
+            };
+            let c = Config::load(Some(Path::new("e.toml")), &overrides)
+                .map_err(figment::Error::from)?;
+            assert_eq!(c.listen, "127.0.0.1:9000");
+            assert_eq!(c.shards, 128);
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+            assert_eq!(c.admin_emails, vec!["root@example.com", "ops@example.com"]);
+            jail.set_env("EMPORIUM_LISTEN", "nowhere");
+            assert!(Config::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EMPORIUM_LISTNE", "127.0.0.1:1");
+            let err = Config::load(None, &Overrides::default())
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains("listne"), "{err}");
+            Ok(())
+        });
+    }
+}

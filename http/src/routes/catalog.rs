@@ -1,0 +1,199 @@
+use std::collections::HashMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use emporium_engine::catalog::{Product, ProductQuery, MAX_PAGE_SIZE};
+use emporium_engine::Engine;
+
+use crate::auth::AuthUser;
+use crate::dto::{BatchGetBody, ProductBody, ProductDto, ProductPageDto};
+use crate::error::ApiError;
+use crate::{body, AppState};
+
+const MAX_BATCH: usize = 1000;
+
+async fn with_stock(engine: &Engine, products: &[Product]) -> Result<Vec<ProductDto>, ApiError> {
+    let mut out = Vec::with_capacity(products.len());
+    for p in products {
+        out.push(ProductDto::new(p, engine.stock(&p.sku).await?));
+    }
+    Ok(out)
+}
+
+fn number(
+    params: &HashMap<String, String>,
+    name: &'static str,
+    default: u32,
+) -> Result<u32, ApiError> {
+    match params.get(name).map(|s| s.trim()) {
+        None | Some("") => Ok(default),
+        Some(raw) => raw.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_paging",
+                format!("{name} must be a positive whole number"),
+            )
+        }),
+    }
+}
+
+fn list_param(params: &HashMap<String, String>, name: &str) -> Vec<String> {
+    params
+        .get(name)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|_| ApiError::bad_request("invalid_query", "the query string cannot be parsed"))?
+        .into_inner();
+    let query = ProductQuery {
+        page: number(&params, "page", 1)?,
+        limit: number(&params, "limit", 20)?,
+        search: params.get("search").map(|s| s.trim().to_owned()),
+        brands: list_param(&params, "brand"),
+        categories: list_param(&params, "category"),
+    };
+    let page = state
+        .engine
+        .catalog()
+        .snapshot()
+        .query(&query)
+        .map_err(|e| {
+            let mut e = ApiError::from(e);
+            e.code = "invalid_paging";
+            if query.limit > MAX_PAGE_SIZE {
+                e.message = format!("Limit must be between 1 and {MAX_PAGE_SIZE}.");
+            }
+            e
+        })?;
+    Ok(HttpResponse::Ok().json(ProductPageDto {
+        products: with_stock(&state.engine, &page.products).await?,
+        total_pages: page.total_pages,
+        current_page: page.current_page,
+        total_products: page.total_products,
+    }))
+}
+
+pub async fn all(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let catalog = state.engine.catalog().snapshot();
+    Ok(HttpResponse::Ok().json(with_stock(&state.engine, catalog.all()).await?))
+}
+
+fn product_not_found(what: &str) -> ApiError {
+    ApiError::not_found(format!("no product with {what}"))
+}
+
+pub async fn by_id(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let product = state
+        .engine
+        .catalog()
+        .snapshot()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| product_not_found(&format!("id {id}")))?;
+    Ok(HttpResponse::Ok().json(ProductDto::new(
+        &product,
+        state.engine.stock(&product.sku).await?,
+    )))
+}
+
+pub async fn by_sku(
+    state: web::Data<AppState>,
+    sku: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let product = state
+        .engine
+        .catalog()
+        .snapshot()
+        .get_by_sku(&sku)
+        .cloned()
+        .ok_or_else(|| product_not_found(&format!("sku {sku}")))?;
+    Ok(HttpResponse::Ok().json(ProductDto::new(
+        &product,
+        state.engine.stock(&product.sku).await?,
+    )))
+}
+
+pub async fn brands(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.engine.catalog().snapshot().brands())
+}
+
+pub async fn categories(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.engine.catalog().snapshot().categories())
+}
+
+pub async fn batch_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let b: BatchGetBody = body::json(&req, payload, state.body_limit).await?;
+    if b.skus.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("at most {MAX_BATCH} skus per request"),
+        ));
+    }
+    let catalog = state.engine.catalog().snapshot();
+    // Unknown SKUs are skipped; the order of the request is kept.
+    let found: Vec<Product> = b
+        .skus
+        .iter()
+        .filter_map(|s| catalog.get_by_sku(s).cloned())
+        .collect();
+    Ok(HttpResponse::Ok().json(with_stock(&state.engine, &found).await?))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    user.require_admin()?;
+    let b: ProductBody = body::json(&req, payload, state.body_limit).await?;
+    let (draft, stock) = b.into_draft()?;
+    let product = state.engine.catalog().create(draft).await?;
+    let stock = stock.flatten();
+    if stock.is_some() {
+        state.engine.set_stock(&product.sku, stock).await?;
+    }
+    Ok(HttpResponse::Created().json(ProductDto::new(&product, stock)))
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    user.require_admin()?;
+    let b: ProductBody = body::json(&req, payload, state.body_limit).await?;
+    let (draft, stock) = b.into_draft()?;
+    let product = state.engine.catalog().update(&id, draft).await?;
+    // Absent stock leaves it as it is; null stops tracking it.
+    if let Some(stock) = stock {
+        state.engine.set_stock(&product.sku, stock).await?;
+    }
+    let stock = state.engine.stock(&product.sku).await?;
+    Ok(HttpResponse::Ok().json(ProductDto::new(&product, stock)))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    user.require_admin()?;
+    state.engine.catalog().delete(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,80 @@
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// 200 only while this node owns and serves its shards.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.engine.is_serving() {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    } else {
+        let mut e = ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "this node is starting or handing off its shards",
+        )
+        .to_response();
+        e.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from_static("1"),
+        );
+        e
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut out = state.metrics.render();
+    let stats = state.engine.actor_stats();
+    let families: [(&str, &str, &str, fn(&emporium_engine::KindStats) -> String); 3] = [
+        (
+            "emporium_actors_active",
+            "gauge",
+            "Live actors by kind.",
+            |s| s.active().to_string(),
+        ),
+        (
+            "emporium_actors_activated_total",
+            "counter",
+            "Actor activations by kind.",
+            |s| s.activated_total().to_string(),
+        ),
+        (
+            "emporium_actors_passivated_total",
+            "counter",
+            "Actor passivations by kind.",
+            |s| s.passivated_total().to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (entity, s) in stats.kinds {
+            let _ = writeln!(out, "{name}{{kind=\"{entity}\"}} {}", value(s));
+        }
+    }
+    let relay = &state.relay;
+    let depth = match state.engine.stores().outbox.depth().await {
+        Ok(d) => d,
+        Err(_) => relay.depth.load(Ordering::Relaxed),
+    };
+    let _ = write!(
+        out,
+        "# HELP emporium_outbox_depth Order events not yet relayed.\n# TYPE emporium_outbox_depth gauge\nemporium_outbox_depth {depth}\n\
+         # HELP emporium_events_relayed_total Order events handed to the event sink.\n# TYPE emporium_events_relayed_total counter\nemporium_events_relayed_total {}\n\
+         # HELP emporium_relay_failures_total Failed relay attempts.\n# TYPE emporium_relay_failures_total counter\nemporium_relay_failures_total {}\n\
+         # HELP emporium_event_sink_up Whether the last relay attempt reached the event sink.\n# TYPE emporium_event_sink_up gauge\nemporium_event_sink_up {}\n",
+        relay.delivered.load(Ordering::Relaxed),
+        relay.failures.load(Ordering::Relaxed),
+        u8::from(relay.sink_healthy.load(Ordering::Relaxed)),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}

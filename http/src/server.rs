@@ -1,0 +1,216 @@
+//! Starting a node: open the configured store, start the engine and the outbox relay, load the
+//! demo catalog on first start, serve HTTP, and shut down in order on SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{middleware, web, App, HttpServer};
+use anyhow::Context as _;
+use emporium_cluster::ShardMap;
+use emporium_engine::catalog::ProductDraft;
+use emporium_engine::{Engine, EngineOptions, InProcessSink, Relay};
+use emporium_persistence::{SledStore, Stores};
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::dto::ProductBody;
+use crate::metrics::Metrics;
+use crate::AppState;
+
+fn open_store(config: &Config) -> anyhow::Result<Stores> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let store = SledStore::open(&config.data_dir.join("sled")).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the store in {}: {e} (is another emporium using this data dir?)",
+            config.data_dir.display()
+        )
+    })?;
+    Ok(Stores::from_backend(Arc::new(store)))
+}
+
+/// The configured secret, or one generated once and kept in the data dir.
+fn jwt_secret(config: &Config) -> anyhow::Result<String> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if existing.trim().len() >= 16 {
+            return Ok(existing.trim().to_owned());
+        }
+    }
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_private(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "EMPORIUM_JWT_SECRET is not set: generated one and kept it in the data dir; set it explicitly when running more than one node");
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+async fn start_engine(config: &Config, stores: Stores) -> anyhow::Result<Engine> {
+    let options = EngineOptions {
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        max_active_actors: config.max_active_actors,
+        currency: config.currency.clone(),
+        admin_emails: config.admin_emails.clone(),
+    };
+    let map = ShardMap::single_node(config.shards).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Engine::start(stores, map, options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the engine: {e}"))
+}
+
+/// Creates or updates products by SKU, and sets their stock when given.
+pub async fn import_products(
+    engine: &Engine,
+    products: Vec<(ProductDraft, Option<Option<u64>>)>,
+) -> anyhow::Result<(usize, usize)> {
+    let (mut created, mut updated) = (0, 0);
+    for (draft, stock) in products {
+        let sku = draft.sku.clone();
+        let existing = engine
+            .catalog()
+            .snapshot()
+            .get_by_sku(&sku)
+            .map(|p| p.id.clone());
+        match existing {
+            Some(id) => {
+                engine.catalog().update(&id, draft).await?;
+                updated += 1;
+            }
+            None => {
+                engine.catalog().create(draft).await?;
+                created += 1;
+            }
+        }
+        if let Some(stock) = stock {
+            engine.set_stock(&sku, stock).await?;
+        }
+    }
+    Ok((created, updated))
+}
+
+/// `emporium catalog import FILE`: a JSON array of products (or `{"products": [...]}`), in the
+/// API's product shape. Runs against the data dir while no server uses it.
+pub async fn import_file(config: Config, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::Object(mut o) => match o.remove("products") {
+            Some(serde_json::Value::Array(items)) => items,
+            _ => anyhow::bail!("expected an array of products or {{\"products\": [...]}}"),
+        },
+        _ => anyhow::bail!("expected an array of products or {{\"products\": [...]}}"),
+    };
+    let mut products = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let body: ProductBody =
+            serde_json::from_value(item).with_context(|| format!("product #{}", i + 1))?;
+        let (draft, stock) = body
+            .into_draft()
+            .map_err(|e| anyhow::anyhow!("product #{}: {}", i + 1, e.message))?;
+        draft
+            .validate()
+            .map_err(|e| anyhow::anyhow!("product #{}: {e}", i + 1))?;
+        products.push((draft, stock));
+    }
+    let engine = start_engine(&config, open_store(&config)?).await?;
+    let (created, updated) = import_products(&engine, products).await?;
+    println!(
+        "imported {} products: {created} created, {updated} updated",
+        created + updated
+    );
+    Ok(())
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr().map_err(anyhow::Error::msg)?;
+    let engine = start_engine(&config, open_store(&config)?).await?;
+    if config.demo_catalog && engine.catalog().snapshot().all().is_empty() {
+        let demo = emporium_engine::demo::demo_catalog()
+            .into_iter()
+            .map(|(draft, stock)| (draft, Some(stock)))
+            .collect();
+        let (created, _) = import_products(&engine, demo).await?;
+        tracing::info!(products = created, "loaded the demo catalog");
+    }
+    let relay = Relay::new(
+        engine.clone(),
+        Arc::new(InProcessSink::default()),
+        Duration::from_secs(config.outbox_retention_secs),
+    );
+    let state = web::Data::new(AppState {
+        engine: engine.clone(),
+        auth: Auth::new(jwt_secret(&config)?.as_bytes(), config.token_ttl_secs),
+        metrics: Metrics::new()?,
+        relay: relay.stats(),
+        body_limit: config.body_limit_bytes,
+    });
+    actix_web::rt::spawn(relay.run());
+    let workers = if config.workers == 0 {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    } else {
+        config.workers
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::from_fn(crate::metrics::record))
+            .configure(crate::configure)
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(30)
+    .bind(addr)
+    .with_context(|| format!("cannot listen on {addr}"))?
+    .run();
+    tracing::info!(%addr, workers, "emporium is serving the storefront API");
+    let handle = server.handle();
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new work, draining in-flight requests");
+        engine.stop_serving();
+        actix_web::rt::time::sleep(grace).await;
+        handle.stop(true).await;
+    });
+    server.await.context("http server failed")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
