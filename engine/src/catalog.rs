@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::{codec, Error};
 
 pub const MAX_PAGE_SIZE: u32 = 100;
-const MAX_PRICE_CENTS: u64 = 100_000_000_00;
+/// 100,000,000.00 in the currency.
+const MAX_PRICE_CENTS: u64 = 10_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {

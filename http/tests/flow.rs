@@ -158,8 +158,12 @@ async fn shop_checkout_cancel_and_admin_transitions() {
         Vec::<Value>::new(),
         "cart not empty after checkout"
     );
-    assert_eq!(stock_of(&node, "FLOW-A").await, Some(7));
-    assert_eq!(stock_of(&node, "FLOW-C").await, Some(15));
+    assert_eq!(stock_of(&node, "FLOW-A").await, Some(7), "after checkout 1");
+    assert_eq!(
+        stock_of(&node, "FLOW-C").await,
+        Some(15),
+        "after checkout 1"
+    );
     assert_eq!(
         stock_of(&node, "FLOW-B").await,
         None,
@@ -188,7 +192,7 @@ async fn shop_checkout_cancel_and_admin_transitions() {
     assert_eq!(s, 201, "{order2}");
     let id2 = id_of(&order2);
     assert_ne!(id1, id2);
-    assert_eq!(stock_of(&node, "FLOW-A").await, Some(5));
+    assert_eq!(stock_of(&node, "FLOW-A").await, Some(5), "after checkout 2");
     assert_eq!(
         stock_of(&node, demo_sku).await,
         demo_stock.map(|n| n - 1),
@@ -237,8 +241,16 @@ async fn shop_checkout_cancel_and_admin_transitions() {
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["status"], "Cancelled");
     assert_eq!(id_of(&c), id1);
-    assert_eq!(stock_of(&node, "FLOW-A").await, Some(8));
-    assert_eq!(stock_of(&node, "FLOW-C").await, Some(20));
+    assert_eq!(
+        stock_of(&node, "FLOW-A").await,
+        Some(8),
+        "cancel did not restore stock"
+    );
+    assert_eq!(
+        stock_of(&node, "FLOW-C").await,
+        Some(20),
+        "cancel did not restore stock"
+    );
     let (s, b) = node
         .post(
             &format!("/api/orders/{}/cancel", enc(&id1)),
@@ -294,7 +306,11 @@ async fn shop_checkout_cancel_and_admin_transitions() {
     let (s, order3) = node.post("/api/checkout", Some(&alice), Value::Null).await;
     assert_eq!(s, 201, "{order3}");
     let id3 = id_of(&order3);
-    assert_eq!(stock_of(&node, "FLOW-C").await, Some(16));
+    assert_eq!(
+        stock_of(&node, "FLOW-C").await,
+        Some(16),
+        "after checkout 3"
+    );
     assert_eq!(set_status(&node, &admin, &id3, "Paid").await.0, 200);
     let (s, c) = node
         .post(
@@ -305,6 +321,10 @@ async fn shop_checkout_cancel_and_admin_transitions() {
         .await;
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["status"], "Cancelled");
-    assert_eq!(stock_of(&node, "FLOW-C").await, Some(20));
+    assert_eq!(
+        stock_of(&node, "FLOW-C").await,
+        Some(20),
+        "cancelling a Paid order did not restore stock"
+    );
     assert_eq!(order_ids(&node, &alice).await, vec![id3, id2, id1]);
 }

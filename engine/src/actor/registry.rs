@@ -126,7 +126,7 @@ impl<B: Behaviour> Registry<B> {
             .iter()
             .map(|e| (e.slot.idle_for(), e.addr.clone()))
             .collect();
-        by_age.sort_by(|a, b| b.0.cmp(&a.0));
+        by_age.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         for (_, addr) in by_age.into_iter().take(n) {
             addr.do_send(Passivate);
         }

@@ -33,7 +33,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut out = state.metrics.render();
     let stats = state.engine.actor_stats();
-    let families: [(&str, &str, &str, fn(&emporium_engine::KindStats) -> String); 3] = [
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&emporium_engine::KindStats) -> String,
+    );
+    let families: [Family; 3] = [
         (
             "emporium_actors_active",
             "gauge",
