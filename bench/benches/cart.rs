@@ -70,7 +70,7 @@ fn actor_round_trip(c: &mut Criterion) {
                 for i in 0..iters {
                     // A new cart every 100k adds keeps lines below their quantity cap.
                     let user = format!("bench{}@example.com", i / 100_000);
-                    let _ = engine.cart_add(&user, &sku(i as usize), 1).await;
+                    let _ = engine.cart_add(&user, &sku(i as usize % 4), 1).await;
                 }
             })
         })
@@ -98,7 +98,7 @@ fn many_carts_sled(c: &mut Criterion) {
                             let engine = engine.clone();
                             async move {
                                 let user = format!("user{c}@example.com");
-                                let _ = engine.cart_add(&user, &sku(i as usize + c), 1).await;
+                                let _ = engine.cart_add(&user, &sku(c + i as usize % 4), 1).await;
                             }
                         });
                         join_all(adds).await;

@@ -15,6 +15,8 @@ mod record;
 #[cfg(feature = "sled")]
 mod sled_store;
 mod traits;
+#[cfg(feature = "sled")]
+mod wal;
 
 #[cfg(feature = "testsuite")]
 pub mod conformance;
@@ -23,5 +25,5 @@ pub use error::Error;
 pub use memory::MemoryStore;
 pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
 #[cfg(feature = "sled")]
-pub use sled_store::SledStore;
+pub use sled_store::{CommitStats, SledStore};
 pub use traits::{CatalogStore, Outbox, SnapshotStore, Stores};
