@@ -55,7 +55,10 @@ import sys
 tokens = open(sys.argv[1]).read().split()
 print("local tokens = {" + ",".join(f'"{t}"' for t in tokens) + "}")
 print("local skus = {" + ",".join(f'"BENCH-{i:03}"' for i in range(int(sys.argv[2]))) + "}")
-print('''local i = math.random(1, 1000000)
+print('''-- each wrk thread starts at its own offset, so threads do not walk the users in lockstep
+local threads = 0
+function setup(thread) thread:set("offset", threads * 7919); threads = threads + 1 end
+function init(args) i = offset end
 request = function()
   i = i + 1
   local u = i % #tokens

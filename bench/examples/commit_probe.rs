@@ -19,7 +19,7 @@ fn main() {
         let engine = bench_engine(Stores::from_backend(s2)).await;
         let before = (store.commit_stats().flushes.load(Ordering::Relaxed), store.commit_stats().flush_micros.load(Ordering::Relaxed), store.commit_stats().writes.load(Ordering::Relaxed));
         let start = Instant::now();
-        let rounds = 100;
+        let rounds = 400;
         for i in 0..rounds {
             join_all((0..carts).map(|c| {
                 let engine = engine.clone();
@@ -31,6 +31,9 @@ fn main() {
         let f = st.flushes.load(Ordering::Relaxed) - before.0;
         let us = st.flush_micros.load(Ordering::Relaxed) - before.1;
         let w = st.writes.load(Ordering::Relaxed) - before.2;
+        let cps = st.checkpoints.load(Ordering::Relaxed);
+        let cpus = st.checkpoint_micros.load(Ordering::Relaxed);
+        println!("checkpoints {cps}, avg {:.1} ms, total {:.0}% of the run", cpus as f64 / 1e3 / cps.max(1) as f64, cpus as f64 / 1e6 / el * 100.0);
         println!("{carts} carts x {rounds}: {:.0} adds/s; flushes {f}, avg flush {:.0} us, writes/flush {:.1}, flush busy {:.0}%",
             (carts * rounds) as f64 / el, us as f64 / f as f64, w as f64 / f as f64, us as f64 / 1e6 / el * 100.0);
     });

@@ -1,6 +1,8 @@
 //! Actor-level hard paths on the in-memory backend: single writer under concurrency, passivation
 //! racing live traffic, the memory cap, and a stale owner fenced by the store's version check.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

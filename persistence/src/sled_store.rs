@@ -6,11 +6,17 @@
 //! itself is flushed at checkpoints (every [`CHECKPOINT_EVERY`] or when the log grows past
 //! [`CHECKPOINT_BYTES`]), after which the log is truncated; on open, the log is replayed.
 //!
+//! Snapshots, the hot tree, go to a memtable (an in-memory overlay that readers consult first)
+//! rather than to sled; a checkpoint writes each dirty key to sled once, however often it changed.
+//! Outbox entries become visible to the relay only once their batch is in the log (the durable
+//! watermark), so an event is never published for a write a crash could still undo.
+//!
 //! Why not `Db::flush()` per batch: sled's flush rewrites every dirty page and blocks writers while
-//! it runs, so its cost grows with the batch (measured here: ~50 µs per updated record) and caps
-//! durable writes near 12k/s; a log append costs one `fdatasync` per batch. Writes never run on
-//! the async threads, and `flush_async` (which deadlocks under concurrent callers in sled 0.34,
-//! sled issue 1308) is never used.
+//! it runs, so its cost grows with the updates (measured here: ~50 µs per updated record, 245 ms
+//! per checkpoint of 500 ms of cart updates without the memtable), capping durable writes near
+//! 11k/s; a log append costs one `fdatasync` per batch. Writes never run on the async threads, and
+//! `flush_async` (which deadlocks under concurrent callers in sled 0.34, sled issue 1308) is never
+//! used.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +59,8 @@ pub struct CommitStats {
     pub flushes: AtomicU64,
     pub flush_micros: AtomicU64,
     pub writes: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub checkpoint_micros: AtomicU64,
 }
 
 struct Trees {
@@ -66,6 +74,10 @@ struct Trees {
     depth: AtomicU64,
     /// Next outbox sequence number; only the writer thread takes them.
     next_seq: AtomicU64,
+    /// Outbox entries below this sequence number are durable (in the log or in sled).
+    durable_seq: AtomicU64,
+    /// Snapshot values written since the last checkpoint, by sled key. Only the writer mutates it.
+    memtable: std::sync::RwLock<std::collections::HashMap<Vec<u8>, Vec<u8>>>,
 }
 
 pub struct SledStore {
@@ -97,6 +109,8 @@ impl SledStore {
         let trees = Trees {
             depth: AtomicU64::new(0),
             next_seq: AtomicU64::new(1),
+            durable_seq: AtomicU64::new(1),
+            memtable: std::sync::RwLock::new(std::collections::HashMap::new()),
             snapshots: tree("snapshots")?,
             owners: tree("owners")?,
             pending: tree("outbox_pending")?,
@@ -127,6 +141,7 @@ impl SledStore {
         };
         let next = last_seq(&trees.pending)?.max(last_seq(&trees.delivered)?) + 1;
         trees.next_seq.store(next, Ordering::Relaxed);
+        trees.durable_seq.store(next, Ordering::Relaxed);
         let trees = Arc::new(trees);
         let (tx, rx) = mpsc::channel::<Job>();
         let commit_stats = Arc::new(CommitStats::default());
@@ -205,7 +220,7 @@ fn writer_loop(
         let first = match rx.recv_timeout(every) {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                checkpoint(trees, &mut wal, &mut last_checkpoint);
+                checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -220,11 +235,15 @@ fn writer_loop(
             }
         }
         let started = Instant::now();
+        let batch_end = trees.next_seq.load(Ordering::Relaxed);
         let result = if ops.is_empty() {
             Ok(())
         } else {
             wal.append(&ops).map_err(|e| e.to_string())
         };
+        if result.is_ok() {
+            trees.durable_seq.store(batch_end, Ordering::Release);
+        }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.flushes.fetch_add(1, Ordering::Relaxed);
         stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
@@ -238,25 +257,31 @@ fn writer_loop(
             complete(result.clone());
         }
         if last_checkpoint.elapsed() >= every || wal.len() >= CHECKPOINT_BYTES {
-            checkpoint(trees, &mut wal, &mut last_checkpoint);
+            checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
         }
     }
-    checkpoint(trees, &mut wal, &mut last_checkpoint);
+    checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
 }
 
 /// Makes sled durable up to now, then empties the log it covers.
-fn checkpoint(trees: &Trees, wal: &mut Wal, last: &mut Instant) {
+fn checkpoint(trees: &Trees, wal: &mut Wal, last: &mut Instant, stats: &CommitStats) {
     *last = Instant::now();
     if wal.len() == 0 {
         return;
     }
-    match trees.db.flush() {
+    let flushed = trees
+        .spill_memtable()
+        .and_then(|()| trees.db.flush().map_err(storage));
+    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    let micros = u64::try_from(last.elapsed().as_micros()).unwrap_or(u64::MAX);
+    stats.checkpoint_micros.fetch_add(micros, Ordering::Relaxed);
+    match flushed {
         Ok(_) => {
             if let Err(e) = wal.truncate() {
                 tracing::error!(error = %e, "cannot truncate the write-ahead log");
             }
         }
-        Err(e) => tracing::error!(error = %e, "checkpoint flush failed; the log keeps the writes"),
+        Err(e) => tracing::error!(error = %e, "checkpoint failed; the log keeps the writes"),
     }
 }
 
@@ -316,6 +341,49 @@ impl Trees {
         }
     }
 
+    /// The current bytes of a snapshot key: the memtable first, then sled.
+    fn snapshot_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(bytes) = self.memtable_read().get(key) {
+            return Ok(Some(bytes.clone()));
+        }
+        Ok(self
+            .snapshots
+            .get(key)
+            .map_err(storage)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn memtable_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, std::collections::HashMap<Vec<u8>, Vec<u8>>> {
+        self.memtable
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes every dirty snapshot to sled (once per key), then forgets them. sled has each value
+    /// before the memtable lets go of it, so readers never miss one.
+    fn spill_memtable(&self) -> Result<(), Error> {
+        let dirty: Vec<(Vec<u8>, Vec<u8>)> = self
+            .memtable_read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in &dirty {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        self.snapshots.apply_batch(batch).map_err(storage)?;
+        self.memtable
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        Ok(())
+    }
+
     /// Replays one logged operation.
     fn apply(&self, op: &Op) -> Result<(), Error> {
         let tree = self.tree(op.tree).ok_or_else(|| Error::Corrupt {
@@ -331,11 +399,19 @@ impl Trees {
 
     fn save(&self, write: &SnapshotWrite, ops: &mut Vec<Op>) -> Result<u64, Error> {
         let key = snapshot_key(write.kind, &write.key);
-        let outbox: Vec<(u64, Vec<u8>)> = write
-            .outbox
-            .iter()
-            .map(|entry| (self.next_seq(), encode_outbox(entry)))
-            .collect();
+        // Only this thread writes, so the check and the write below cannot interleave with another.
+        let found = match self.snapshot_bytes(&key)? {
+            Some(bytes) => decode_snapshot(&write.key, &bytes)?.version,
+            None => 0,
+        };
+        if found != write.expected {
+            return Err(Error::Conflict {
+                kind: write.kind.to_owned(),
+                key: write.key.clone(),
+                expected: write.expected,
+                found,
+            });
+        }
         let version = write.expected + 1;
         let encoded = encode_snapshot(&Snapshot {
             version,
@@ -346,34 +422,28 @@ impl Trees {
             .owner
             .as_deref()
             .map(|o| [owner_prefix(write.kind, o), write.key.as_bytes().to_vec()].concat());
-        (&self.snapshots, &self.owners, &self.pending)
-            .transaction(|(snapshots, owners, pending)| {
-                let found = match snapshots.get(&key)? {
-                    Some(bytes) => {
-                        decode_snapshot(&write.key, &bytes)
-                            .map_err(ConflictableTransactionError::Abort)?
-                            .version
+        let outbox: Vec<(u64, Vec<u8>)> = write
+            .outbox
+            .iter()
+            .map(|entry| (self.next_seq(), encode_outbox(entry)))
+            .collect();
+        if owner_key.is_some() || !outbox.is_empty() {
+            (&self.owners, &self.pending)
+                .transaction(|(owners, pending)| {
+                    if let Some(owner_key) = &owner_key {
+                        owners.insert(owner_key.as_slice(), &[] as &[u8])?;
                     }
-                    None => 0,
-                };
-                if found != write.expected {
-                    return abort(Error::Conflict {
-                        kind: write.kind.to_owned(),
-                        key: write.key.clone(),
-                        expected: write.expected,
-                        found,
-                    });
-                }
-                snapshots.insert(key.as_slice(), encoded.as_slice())?;
-                if let Some(owner_key) = &owner_key {
-                    owners.insert(owner_key.as_slice(), &[] as &[u8])?;
-                }
-                for (seq, entry) in &outbox {
-                    pending.insert(&seq.to_be_bytes(), entry.as_slice())?;
-                }
-                Ok(())
-            })
-            .map_err(tx_error)?;
+                    for (seq, entry) in &outbox {
+                        pending.insert(&seq.to_be_bytes(), entry.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<Error>>(())
+                })
+                .map_err(tx_error)?;
+        }
+        self.memtable
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone(), encoded.clone());
         self.depth.fetch_add(outbox.len() as u64, Ordering::Relaxed);
         ops.push(put(SNAPSHOTS, key, encoded));
         if let Some(owner_key) = owner_key {
@@ -407,12 +477,7 @@ impl Trees {
 #[async_trait]
 impl SnapshotStore for SledStore {
     async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, Error> {
-        match self
-            .trees
-            .snapshots
-            .get(snapshot_key(kind, key))
-            .map_err(storage)?
-        {
+        match self.trees.snapshot_bytes(&snapshot_key(kind, key))? {
             Some(bytes) => decode_snapshot(key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -439,8 +504,14 @@ impl SnapshotStore for SledStore {
 #[async_trait]
 impl Outbox for SledStore {
     async fn pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, Error> {
+        let durable = self.trees.durable_seq.load(Ordering::Acquire);
         let mut out = Vec::new();
-        for item in self.trees.pending.iter().take(limit) {
+        for item in self
+            .trees
+            .pending
+            .range(..durable.to_be_bytes())
+            .take(limit)
+        {
             let (key, value) = item.map_err(storage)?;
             let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
             out.push(OutboxRecord {
