@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use emporium_persistence::{Error as StoreError, SnapshotWrite};
 
@@ -80,68 +81,35 @@ impl<B: Behaviour> Handler<Passivate> for EntityActor<B> {
     }
 }
 
-impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
-    type Result = AtomicResponse<Self, Result<B::Reply, Error>>;
+/// A reply now (commands that change nothing on a loaded actor: no boxing, no waiting), or an
+/// atomic future that holds the actor's mailbox until the write behind it is durable.
+pub(crate) enum Response<B: Behaviour> {
+    Now(Result<B::Reply, Error>),
+    Later(AtomicResponse<EntityActor<B>, Result<B::Reply, Error>>),
+}
 
-    fn handle(&mut self, msg: Envelope<B>, _ctx: &mut Self::Context) -> Self::Result {
-        if self.passivated {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(Error::Passivated))));
-        }
-        self.slot.touch();
-        let engine = self.engine.clone();
-        let key = self.key.clone();
-        let loaded = self.loaded.take();
-        let work = async move {
-            let (state, version) = match loaded {
-                Some(loaded) => loaded,
-                None => match load::<B>(&engine, &key).await {
-                    Ok(loaded) => loaded,
-                    Err(e) => return (None, Err(e)),
-                },
-            };
-            let outcome = match B::handle(&engine, &key, &state, msg.0) {
-                Step::Ready(result) => result,
-                Step::Async(fut) => fut.await,
-            };
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(e) => return (Some((state, version)), Err(e)),
-            };
-            let Some(new_state) = outcome.state else {
-                return (Some((state, version)), Ok(outcome.reply));
-            };
-            let data = match codec::encode(&new_state) {
-                Ok(data) => data,
-                Err(e) => return (Some((state, version)), Err(e)),
-            };
-            let write = SnapshotWrite {
-                kind: B::KIND,
-                key: key.clone(),
-                expected: version,
-                owner: B::owner(&new_state),
-                data,
-                outbox: outcome.outbox,
-            };
-            let has_events = !write.outbox.is_empty();
-            match engine.stores().snapshots.save(write).await {
-                Ok(new_version) => {
-                    if has_events {
-                        engine.outbox_written();
-                    }
-                    for effect in outcome.effects {
-                        engine.run_effect(effect).await;
-                    }
-                    (Some((new_state, new_version)), Ok(outcome.reply))
+impl<B: Behaviour> MessageResponse<EntityActor<B>, Envelope<B>> for Response<B> {
+    fn handle(self, ctx: &mut Context<EntityActor<B>>, tx: Option<OneshotSender<Result<B::Reply, Error>>>) {
+        match self {
+            Self::Now(result) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(result);
                 }
-                Err(StoreError::Conflict { .. }) => {
-                    tracing::warn!(kind = B::KIND, key = %key, "stale write fenced; giving the entity up");
-                    (None, Err(Error::Fenced(format!("{} {key}", B::KIND))))
-                }
-                // The write may or may not have landed: forget the state and reload next time.
-                Err(e) => (None, Err(e.into())),
             }
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            Self::Later(atomic) => MessageResponse::<EntityActor<B>, Envelope<B>>::handle(atomic, ctx, tx),
+        }
+    }
+}
+
+type Settled<B> = (
+    Option<(<B as Behaviour>::State, u64)>,
+    Result<<B as Behaviour>::Reply, Error>,
+);
+
+impl<B: Behaviour> EntityActor<B> {
+    /// Runs `work` atomically; its result becomes the actor's state and the reply.
+    fn atomic(&mut self, work: impl std::future::Future<Output = Settled<B>> + 'static) -> Response<B> {
+        Response::Later(AtomicResponse::new(Box::pin(work.into_actor(self).map(
             |(loaded, reply), act, ctx| {
                 let fenced = matches!(reply, Err(Error::Fenced(_)));
                 act.loaded = loaded;
@@ -150,7 +118,105 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
                 }
                 reply
             },
-        )))
+        ))))
+    }
+}
+
+impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
+    type Result = Response<B>;
+
+    fn handle(&mut self, msg: Envelope<B>, _ctx: &mut Self::Context) -> Self::Result {
+        if self.passivated {
+            return Response::Now(Err(Error::Passivated));
+        }
+        self.slot.touch();
+        let step = match &self.loaded {
+            Some((state, _)) => B::handle(&self.engine, &self.key, state, msg.0),
+            None => {
+                let (engine, key) = (self.engine.clone(), self.key.clone());
+                return self.atomic(async move {
+                    let (state, version) = match load::<B>(&engine, &key).await {
+                        Ok(loaded) => loaded,
+                        Err(e) => return (None, Err(e)),
+                    };
+                    let outcome = match B::handle(&engine, &key, &state, msg.0) {
+                        Step::Ready(result) => result,
+                        Step::Async(fut) => fut.await,
+                    };
+                    settle::<B>(engine, key, state, version, outcome).await
+                });
+            }
+        };
+        match step {
+            Step::Ready(Err(e)) => Response::Now(Err(e)),
+            Step::Ready(Ok(outcome)) if outcome.state.is_none() && outcome.outbox.is_empty() && outcome.effects.is_empty() => {
+                Response::Now(Ok(outcome.reply))
+            }
+            step => {
+                let (engine, key) = (self.engine.clone(), self.key.clone());
+                let Some((state, version)) = self.loaded.take() else {
+                    return Response::Now(Err(Error::Unavailable("entity state missing".into())));
+                };
+                self.atomic(async move {
+                    let outcome = match step {
+                        Step::Ready(result) => result,
+                        Step::Async(fut) => fut.await,
+                    };
+                    settle::<B>(engine, key, state, version, outcome).await
+                })
+            }
+        }
+    }
+}
+
+/// Persists what a command did (state and outbox in one conditional write), runs its effects,
+/// and decides the actor's next state.
+async fn settle<B: Behaviour>(
+    engine: Engine,
+    key: String,
+    state: B::State,
+    version: u64,
+    outcome: Result<super::Outcome<B::State, B::Reply>, Error>,
+) -> Settled<B> {
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => return (Some((state, version)), Err(e)),
+    };
+    let Some(new_state) = outcome.state else {
+        for effect in outcome.effects {
+            engine.run_effect(effect).await;
+        }
+        return (Some((state, version)), Ok(outcome.reply));
+    };
+    let data = match codec::encode(&new_state) {
+        Ok(data) => data,
+        Err(e) => return (Some((state, version)), Err(e)),
+    };
+    let write = SnapshotWrite {
+        kind: B::KIND,
+        key: key.clone(),
+        expected: version,
+        owner: B::owner(&new_state),
+        data,
+        outbox: outcome.outbox,
+    };
+    let has_events = !write.outbox.is_empty();
+    match engine.stores().snapshots.save(write).await {
+        Ok(new_version) => {
+            if has_events {
+                engine.outbox_written();
+            }
+            for effect in outcome.effects {
+                engine.run_effect(effect).await;
+            }
+            (Some((new_state, new_version)), Ok(outcome.reply))
+        }
+        Err(StoreError::Conflict { .. }) => {
+            tracing::warn!(kind = B::KIND, key = %key, "stale write fenced; giving the entity up");
+            (None, Err(Error::Fenced(format!("{} {key}", B::KIND))))
+        }
+        // The write may or may not have landed: forget the state and reload next time.
+        Err(e) => (None, Err(e.into())),
     }
 }
 

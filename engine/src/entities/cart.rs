@@ -21,6 +21,7 @@ pub(crate) enum CartMsg {
 #[derive(Debug)]
 pub(crate) enum CartReply {
     State(CartState),
+    Changed,
     Checkout(CheckoutOutcome),
 }
 
@@ -58,15 +59,13 @@ impl Behaviour for CartEntity {
         match cmd {
             CartMsg::Get => Step::Ready(Ok(Outcome::unchanged(CartReply::State(state.clone())))),
             CartMsg::Change(cmd) => Step::Ready(match state.apply(&cmd) {
-                Ok(events) if events.is_empty() => {
-                    Ok(Outcome::unchanged(CartReply::State(state.clone())))
-                }
+                Ok(events) if events.is_empty() => Ok(Outcome::unchanged(CartReply::Changed)),
                 Ok(events) => {
                     let mut next = state.clone();
                     for event in events {
                         next.evolve(event);
                     }
-                    Ok(Outcome::changed(next.clone(), CartReply::State(next)))
+                    Ok(Outcome::changed(next, CartReply::Changed))
                 }
                 Err(e) => Err(e.into()),
             }),
@@ -85,17 +84,23 @@ fn unexpected() -> Error {
 }
 
 impl Engine {
-    async fn cart(&self, email: &str, msg: CartMsg) -> Result<CartState, Error> {
+    async fn cart(&self, email: &str, msg: CartMsg) -> Result<Option<CartState>, Error> {
         match self.call::<CartEntity>(email, email, msg).await? {
-            CartReply::State(state) => Ok(state),
+            CartReply::State(state) => Ok(Some(state)),
+            CartReply::Changed => Ok(None),
             CartReply::Checkout(_) => Err(unexpected()),
         }
+    }
+
+    /// The user's cart as its actor holds it (one actor round trip, no catalog join).
+    pub async fn cart_state(&self, email: &str) -> Result<CartState, Error> {
+        Ok(self.cart(email, CartMsg::Get).await?.unwrap_or_default())
     }
 
     /// The user's cart, sorted by SKU, with current product data. Lines whose product was deleted
     /// are left out.
     pub async fn cart_view(&self, email: &str) -> Result<Vec<CartLineView>, Error> {
-        let state = self.cart(email, CartMsg::Get).await?;
+        let state = self.cart_state(email).await?;
         let catalog = self.catalog().snapshot();
         Ok(state
             .lines
@@ -172,7 +177,7 @@ impl Engine {
             .await?
         {
             CartReply::Checkout(CheckoutOutcome { order, created }) => Ok((order, created)),
-            CartReply::State(_) => Err(unexpected()),
+            CartReply::State(_) | CartReply::Changed => Err(unexpected()),
         }
     }
 }
