@@ -19,7 +19,7 @@ fn main() {
         let engine = bench_engine(Stores::from_backend(s2)).await;
         let before = (store.commit_stats().flushes.load(Ordering::Relaxed), store.commit_stats().flush_micros.load(Ordering::Relaxed), store.commit_stats().writes.load(Ordering::Relaxed));
         let start = Instant::now();
-        let rounds = 400;
+        let rounds = 3000;
         for i in 0..rounds {
             join_all((0..carts).map(|c| {
                 let engine = engine.clone();
