@@ -89,14 +89,20 @@ pub(crate) enum Response<B: Behaviour> {
 }
 
 impl<B: Behaviour> MessageResponse<EntityActor<B>, Envelope<B>> for Response<B> {
-    fn handle(self, ctx: &mut Context<EntityActor<B>>, tx: Option<OneshotSender<Result<B::Reply, Error>>>) {
+    fn handle(
+        self,
+        ctx: &mut Context<EntityActor<B>>,
+        tx: Option<OneshotSender<Result<B::Reply, Error>>>,
+    ) {
         match self {
             Self::Now(result) => {
                 if let Some(tx) = tx {
                     let _ = tx.send(result);
                 }
             }
-            Self::Later(atomic) => MessageResponse::<EntityActor<B>, Envelope<B>>::handle(atomic, ctx, tx),
+            Self::Later(atomic) => {
+                MessageResponse::<EntityActor<B>, Envelope<B>>::handle(atomic, ctx, tx)
+            }
         }
     }
 }
@@ -108,7 +114,10 @@ type Settled<B> = (
 
 impl<B: Behaviour> EntityActor<B> {
     /// Runs `work` atomically; its result becomes the actor's state and the reply.
-    fn atomic(&mut self, work: impl std::future::Future<Output = Settled<B>> + 'static) -> Response<B> {
+    fn atomic(
+        &mut self,
+        work: impl std::future::Future<Output = Settled<B>> + 'static,
+    ) -> Response<B> {
         Response::Later(AtomicResponse::new(Box::pin(work.into_actor(self).map(
             |(loaded, reply), act, ctx| {
                 let fenced = matches!(reply, Err(Error::Fenced(_)));
@@ -149,7 +158,11 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
         };
         match step {
             Step::Ready(Err(e)) => Response::Now(Err(e)),
-            Step::Ready(Ok(outcome)) if outcome.state.is_none() && outcome.outbox.is_empty() && outcome.effects.is_empty() => {
+            Step::Ready(Ok(outcome))
+                if outcome.state.is_none()
+                    && outcome.outbox.is_empty()
+                    && outcome.effects.is_empty() =>
+            {
                 Response::Now(Ok(outcome.reply))
             }
             step => {

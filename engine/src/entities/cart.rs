@@ -1,6 +1,8 @@
 //! Carts: one actor per user. The cart actor is also the user's checkout coordinator, so one user
 //! never runs two checkouts at once.
 
+use std::sync::Arc;
+
 use crate::actor::{Behaviour, Outcome, Registry, Step};
 use crate::cart::{CartCommand, CartState};
 use crate::catalog::Product;
@@ -20,7 +22,8 @@ pub(crate) enum CartMsg {
 
 #[derive(Debug)]
 pub(crate) enum CartReply {
-    State(CartState),
+    /// Shared with the actor: a read costs a reference count, not a copy of the cart.
+    State(Arc<CartState>),
     Changed,
     Checkout(CheckoutOutcome),
 }
@@ -42,7 +45,7 @@ impl CartLineView {
 
 impl Behaviour for CartEntity {
     const KIND: &'static str = "cart";
-    type State = CartState;
+    type State = Arc<CartState>;
     type Command = CartMsg;
     type Reply = CartReply;
 
@@ -53,19 +56,19 @@ impl Behaviour for CartEntity {
     fn handle(
         engine: &Engine,
         key: &str,
-        state: &CartState,
+        state: &Arc<CartState>,
         cmd: CartMsg,
-    ) -> Step<CartState, CartReply> {
+    ) -> Step<Arc<CartState>, CartReply> {
         match cmd {
             CartMsg::Get => Step::Ready(Ok(Outcome::unchanged(CartReply::State(state.clone())))),
             CartMsg::Change(cmd) => Step::Ready(match state.apply(&cmd) {
                 Ok(events) if events.is_empty() => Ok(Outcome::unchanged(CartReply::Changed)),
                 Ok(events) => {
-                    let mut next = state.clone();
+                    let mut next = CartState::clone(state);
                     for event in events {
                         next.evolve(event);
                     }
-                    Ok(Outcome::changed(next, CartReply::Changed))
+                    Ok(Outcome::changed(Arc::new(next), CartReply::Changed))
                 }
                 Err(e) => Err(e.into()),
             }),
@@ -84,7 +87,7 @@ fn unexpected() -> Error {
 }
 
 impl Engine {
-    async fn cart(&self, email: &str, msg: CartMsg) -> Result<Option<CartState>, Error> {
+    async fn cart(&self, email: &str, msg: CartMsg) -> Result<Option<Arc<CartState>>, Error> {
         match self.call::<CartEntity>(email, email, msg).await? {
             CartReply::State(state) => Ok(Some(state)),
             CartReply::Changed => Ok(None),
@@ -93,7 +96,7 @@ impl Engine {
     }
 
     /// The user's cart as its actor holds it (one actor round trip, no catalog join).
-    pub async fn cart_state(&self, email: &str) -> Result<CartState, Error> {
+    pub async fn cart_state(&self, email: &str) -> Result<Arc<CartState>, Error> {
         Ok(self.cart(email, CartMsg::Get).await?.unwrap_or_default())
     }
 

@@ -2,6 +2,8 @@
 //! charge the test provider → store the order with its `order.created` event → clear the cart.
 //! Any failure before the order is stored releases what was reserved.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use crate::actor::Outcome;
@@ -41,7 +43,7 @@ fn order_id(email: &str, key: Option<&str>) -> String {
     .to_string()
 }
 
-fn replay(order: Order) -> Outcome<CartState, CartReply> {
+fn replay(order: Order) -> Outcome<Arc<CartState>, CartReply> {
     Outcome::unchanged(CartReply::Checkout(CheckoutOutcome {
         order,
         created: false,
@@ -62,9 +64,9 @@ async fn release_all(engine: &Engine, reserved: &[(String, u64)]) {
 pub(super) async fn run(
     engine: Engine,
     email: String,
-    cart: CartState,
+    cart: Arc<CartState>,
     req: CheckoutRequest,
-) -> Result<Outcome<CartState, CartReply>, Error> {
+) -> Result<Outcome<Arc<CartState>, CartReply>, Error> {
     let id = order_id(&email, req.idempotency_key.as_deref());
     if req.idempotency_key.is_some() {
         match engine.order(&id, Some(&email)).await {
@@ -139,7 +141,7 @@ pub(super) async fn run(
     );
     match engine.create_order(order).await {
         Ok(reply) if reply.created => Ok(Outcome::changed(
-            CartState::default(),
+            Arc::default(),
             CartReply::Checkout(CheckoutOutcome {
                 order: reply.order,
                 created: true,
