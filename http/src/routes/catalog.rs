@@ -84,42 +84,31 @@ pub async fn all(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(with_stock(&state.engine, catalog.all()).await?))
 }
 
-fn product_not_found(what: &str) -> ApiError {
-    ApiError::not_found(format!("no product with {what}"))
+/// One product with its stock, or 404 naming what was looked up.
+async fn one_product(
+    state: &AppState,
+    found: Option<Product>,
+    what: String,
+) -> Result<HttpResponse, ApiError> {
+    let product = found.ok_or_else(|| ApiError::not_found(format!("no product with {what}")))?;
+    let stock = state.engine.stock(&product.sku).await?;
+    Ok(HttpResponse::Ok().json(ProductDto::new(&product, stock)))
 }
 
 pub async fn by_id(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let product = state
-        .engine
-        .catalog()
-        .snapshot()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| product_not_found(&format!("id {id}")))?;
-    Ok(HttpResponse::Ok().json(ProductDto::new(
-        &product,
-        state.engine.stock(&product.sku).await?,
-    )))
+    let found = state.engine.catalog().snapshot().get(&id).cloned();
+    one_product(&state, found, format!("id {id}")).await
 }
 
 pub async fn by_sku(
     state: web::Data<AppState>,
     sku: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let product = state
-        .engine
-        .catalog()
-        .snapshot()
-        .get_by_sku(&sku)
-        .cloned()
-        .ok_or_else(|| product_not_found(&format!("sku {sku}")))?;
-    Ok(HttpResponse::Ok().json(ProductDto::new(
-        &product,
-        state.engine.stock(&product.sku).await?,
-    )))
+    let found = state.engine.catalog().snapshot().get_by_sku(&sku).cloned();
+    one_product(&state, found, format!("sku {sku}")).await
 }
 
 pub async fn brands(state: web::Data<AppState>) -> HttpResponse {

@@ -1,0 +1,181 @@
+//! The trees of the sled backend, the snapshot memtable, and the writes the writer thread applies.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+
+use super::{
+    del, owner_prefix, put, snapshot_key, storage, tx_error, OWNERS, PENDING, SKUS, SNAPSHOTS,
+};
+use super::{DELIVERED, PRODUCTS};
+use crate::record::{decode_snapshot, encode_outbox, encode_snapshot};
+use crate::wal::Op;
+use crate::{Error, Snapshot, SnapshotWrite};
+
+pub(super) struct Trees {
+    pub(super) db: sled::Db,
+    pub(super) snapshots: sled::Tree,
+    pub(super) owners: sled::Tree,
+    pub(super) pending: sled::Tree,
+    pub(super) delivered: sled::Tree,
+    pub(super) products: sled::Tree,
+    pub(super) skus: sled::Tree,
+    pub(super) depth: AtomicU64,
+    /// Next outbox sequence number; only the writer thread takes them.
+    pub(super) next_seq: AtomicU64,
+    /// Outbox entries below this sequence number are durable (in the log or in sled).
+    pub(super) durable_seq: AtomicU64,
+    /// Snapshot values written since the last checkpoint, by sled key. Only the writer mutates it.
+    pub(super) memtable: std::sync::RwLock<std::collections::HashMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl Trees {
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(super) fn tree(&self, id: u8) -> Option<&sled::Tree> {
+        match id {
+            SNAPSHOTS => Some(&self.snapshots),
+            OWNERS => Some(&self.owners),
+            PENDING => Some(&self.pending),
+            DELIVERED => Some(&self.delivered),
+            PRODUCTS => Some(&self.products),
+            SKUS => Some(&self.skus),
+            _ => None,
+        }
+    }
+
+    /// The current bytes of a snapshot key: the memtable first, then sled.
+    pub(super) fn snapshot_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(bytes) = self.memtable_read().get(key) {
+            return Ok(Some(bytes.clone()));
+        }
+        Ok(self
+            .snapshots
+            .get(key)
+            .map_err(storage)?
+            .map(|v| v.to_vec()))
+    }
+
+    pub(super) fn memtable_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, std::collections::HashMap<Vec<u8>, Vec<u8>>> {
+        self.memtable
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes every dirty snapshot to sled (once per key), then forgets them. sled has each value
+    /// before the memtable lets go of it, so readers never miss one.
+    pub(super) fn spill_memtable(&self) -> Result<(), Error> {
+        let dirty: Vec<(Vec<u8>, Vec<u8>)> = self
+            .memtable_read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in &dirty {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        self.snapshots.apply_batch(batch).map_err(storage)?;
+        self.memtable
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        Ok(())
+    }
+
+    /// Replays one logged operation.
+    pub(super) fn apply(&self, op: &Op) -> Result<(), Error> {
+        let tree = self.tree(op.tree).ok_or_else(|| Error::Corrupt {
+            key: "wal".into(),
+            reason: format!("unknown tree {}", op.tree),
+        })?;
+        match &op.value {
+            Some(value) => tree.insert(op.key.as_slice(), value.as_slice()).map(drop),
+            None => tree.remove(op.key.as_slice()).map(drop),
+        }
+        .map_err(storage)
+    }
+
+    pub(super) fn save(&self, write: &SnapshotWrite, ops: &mut Vec<Op>) -> Result<u64, Error> {
+        let key = snapshot_key(write.kind, &write.key);
+        // Only this thread writes, so the check and the write below cannot interleave with another.
+        let found = match self.snapshot_bytes(&key)? {
+            Some(bytes) => decode_snapshot(&write.key, &bytes)?.version,
+            None => 0,
+        };
+        if found != write.expected {
+            return Err(Error::Conflict {
+                kind: write.kind.to_owned(),
+                key: write.key.clone(),
+                expected: write.expected,
+                found,
+            });
+        }
+        let version = write.expected + 1;
+        let encoded = encode_snapshot(&Snapshot {
+            version,
+            owner: write.owner.clone(),
+            data: write.data.clone(),
+        });
+        let owner_key = write
+            .owner
+            .as_deref()
+            .map(|o| [owner_prefix(write.kind, o), write.key.as_bytes().to_vec()].concat());
+        let outbox: Vec<(u64, Vec<u8>)> = write
+            .outbox
+            .iter()
+            .map(|entry| (self.next_seq(), encode_outbox(entry)))
+            .collect();
+        if owner_key.is_some() || !outbox.is_empty() {
+            (&self.owners, &self.pending)
+                .transaction(|(owners, pending)| {
+                    if let Some(owner_key) = &owner_key {
+                        owners.insert(owner_key.as_slice(), &[] as &[u8])?;
+                    }
+                    for (seq, entry) in &outbox {
+                        pending.insert(&seq.to_be_bytes(), entry.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<Error>>(())
+                })
+                .map_err(tx_error)?;
+        }
+        self.memtable
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone(), encoded.clone());
+        self.depth.fetch_add(outbox.len() as u64, Ordering::Relaxed);
+        ops.push(put(SNAPSHOTS, key, encoded));
+        if let Some(owner_key) = owner_key {
+            ops.push(put(OWNERS, owner_key, Vec::new()));
+        }
+        for (seq, entry) in outbox {
+            ops.push(put(PENDING, seq.to_be_bytes(), entry));
+        }
+        Ok(version)
+    }
+
+    /// Removes SKU mappings that point at `id` under another SKU than `keep`.
+    pub(super) fn drop_stale_skus(
+        &self,
+        id: &str,
+        keep: Option<&str>,
+        ops: &mut Vec<Op>,
+    ) -> Result<(), Error> {
+        for item in self.skus.iter() {
+            let (key, owner) = item.map_err(storage)?;
+            if owner.as_ref() == id.as_bytes() && keep.is_none_or(|k| key.as_ref() != k.as_bytes())
+            {
+                self.skus.remove(&key).map_err(storage)?;
+                ops.push(del(SKUS, key.to_vec()));
+            }
+        }
+        Ok(())
+    }
+}
