@@ -4,7 +4,7 @@
 //! in its own transaction, recording the absolute key/value operations it made), appends those
 //! operations to the [`Wal`] as one record, `fdatasync`s, and only then completes the jobs. sled
 //! itself is flushed at checkpoints (every [`CHECKPOINT_EVERY`] or when the log grows past
-//! [`CHECKPOINT_BYTES`]), after which the log is truncated; on open, the log is replayed.
+//! [`CHECKPOINT_BYTES`]), after which the log is reset; on open, the log is replayed.
 //!
 //! Snapshots, the hot tree, go to a memtable (an in-memory overlay that readers consult first)
 //! rather than to sled; a checkpoint writes each dirty key to sled once, however often it changed.
@@ -39,10 +39,10 @@ type Job = Box<dyn FnOnce(&Trees, &mut Vec<Op>) -> Completion + Send>;
 
 /// The most jobs one log append covers; bounds the wait of the first job in a batch.
 const MAX_BATCH: usize = 4096;
-/// sled is flushed and the log truncated at least this often while writes arrive...
+/// sled is flushed and the log reset at least this often while writes arrive...
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// ...or when the log grows past this.
-const CHECKPOINT_BYTES: u64 = 64 << 20;
+const CHECKPOINT_BYTES: u64 = 12 << 20;
 
 const SNAPSHOTS: u8 = 0;
 const OWNERS: u8 = 1;
@@ -110,7 +110,7 @@ impl SledStore {
             }
             trees.db.flush().map_err(storage)?;
         }
-        wal.truncate()
+        wal.reset()
             .map_err(|e| Error::Unavailable(format!("write-ahead log: {e}")))?;
         trees
             .depth
@@ -259,8 +259,8 @@ fn checkpoint(trees: &Trees, wal: &mut Wal, last: &mut Instant, stats: &CommitSt
     stats.checkpoint_micros.fetch_add(micros, Ordering::Relaxed);
     match flushed {
         Ok(_) => {
-            if let Err(e) = wal.truncate() {
-                tracing::error!(error = %e, "cannot truncate the write-ahead log");
+            if let Err(e) = wal.reset() {
+                tracing::error!(error = %e, "cannot reset the write-ahead log");
             }
         }
         Err(e) => tracing::error!(error = %e, "checkpoint failed; the log keeps the writes"),
