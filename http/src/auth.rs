@@ -1,6 +1,8 @@
 //! JWT (HS256) issue and verification, and the `AuthUser` extractor.
 
+use std::collections::HashMap;
 use std::future::{ready, Ready};
+use std::sync::Mutex;
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use emporium_engine::user::{Role, UserAccount};
@@ -27,7 +29,13 @@ pub struct Auth {
     decoding: DecodingKey,
     validation: Validation,
     ttl_secs: u64,
+    /// Tokens already verified, by their full text: (email, expiry in seconds). A storefront sends
+    /// the same token on every request, so this skips base64, HMAC and JSON on all but the first.
+    verified: Mutex<HashMap<String, (String, u64)>>,
 }
+
+/// Above this many cached tokens the cache starts over (a bound, not an LRU).
+const VERIFIED_CACHE: usize = 100_000;
 
 impl Auth {
     pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
@@ -39,6 +47,7 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl_secs,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -60,6 +69,34 @@ impl Auth {
                 "cannot issue a token",
             )
         })
+    }
+
+    /// The email of a valid bearer token, from the cache when it was verified before.
+    pub fn verified_email(&self, header_value: Option<&str>) -> Result<String, ApiError> {
+        let now = emporium_engine::clock::now_ms() / 1000;
+        if let Some(token) = header_value.and_then(|v| v.strip_prefix("Bearer ")) {
+            let cached = self
+                .verified
+                .lock()
+                .ok()
+                .and_then(|c| c.get(token).cloned());
+            // The same leeway as the full check, so a cached token expires exactly when it would.
+            if let Some((email, _)) = cached.filter(|(_, exp)| now <= exp + self.validation.leeway)
+            {
+                return Ok(email);
+            }
+        }
+        let claims = self.verify(header_value)?;
+        if let (Some(token), Ok(mut cache)) = (
+            header_value.and_then(|v| v.strip_prefix("Bearer ")),
+            self.verified.lock(),
+        ) {
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+            cache.insert(token.to_owned(), (claims.email.clone(), claims.exp));
+        }
+        Ok(claims.email)
     }
 
     pub fn verify(&self, header_value: Option<&str>) -> Result<Claims, ApiError> {
@@ -120,9 +157,86 @@ impl FromRequest for AuthUser {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        ready(state.auth.verify(header_value).map(|claims| AuthUser {
-            role: state.engine.role_of(&claims.email),
-            email: claims.email,
-        }))
+        ready(
+            state
+                .auth
+                .verified_email(header_value)
+                .map(|email| AuthUser {
+                    role: state.engine.role_of(&email),
+                    email,
+                }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> UserAccount {
+        UserAccount {
+            email: "ann@example.com".into(),
+            username: "ann".into(),
+            password_hash: String::new(),
+            created_at_ms: 0,
+        }
+    }
+
+    fn signed(secret: &[u8], exp: u64) -> String {
+        let claims = Claims {
+            sub: "ann@example.com".into(),
+            email: "ann@example.com".into(),
+            username: "ann".into(),
+            role: "customer".into(),
+            iat: 0,
+            exp,
+        };
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_cache_accepts_only_what_verification_accepts() {
+        let auth = Auth::new(b"0123456789abcdef-secret", 3600);
+        let token = auth.issue(&account(), Role::Customer).unwrap();
+        let header = format!("Bearer {token}");
+        assert_eq!(
+            auth.verified_email(Some(&header)).unwrap(),
+            "ann@example.com"
+        );
+        assert_eq!(
+            auth.verified_email(Some(&header)).unwrap(),
+            "ann@example.com",
+            "cached"
+        );
+        // A token signed with another secret is never served from the cache.
+        let forged = format!(
+            "Bearer {}",
+            signed(b"another-secret-0123456789", u64::MAX / 2)
+        );
+        assert_eq!(
+            auth.verified_email(Some(&forged)).unwrap_err().code,
+            "invalid_token"
+        );
+        // An expired token is refused, and so is a cached one once its expiry passed.
+        let now = emporium_engine::clock::now_ms() / 1000;
+        let expired = format!("Bearer {}", signed(b"0123456789abcdef-secret", now - 60));
+        assert_eq!(
+            auth.verified_email(Some(&expired)).unwrap_err().code,
+            "token_expired"
+        );
+        let stale = signed(b"0123456789abcdef-secret", now - 60);
+        auth.verified
+            .lock()
+            .unwrap()
+            .insert(stale.clone(), ("ann@example.com".into(), now - 60));
+        assert!(auth
+            .verified_email(Some(&format!("Bearer {stale}")))
+            .is_err());
+        assert!(auth.verified_email(None).is_err());
     }
 }

@@ -74,7 +74,7 @@ pub async fn record(
             .request()
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into());
-        let method = res.request().method().as_str().to_owned();
+        let method = res.request().method().clone();
         m.requests
             .with_label_values(&[route.as_str(), method.as_str(), res.status().as_str()])
             .inc();

@@ -129,11 +129,18 @@ impl Engine {
     }
 
     pub async fn cart_add(&self, email: &str, sku: &str, quantity: i64) -> Result<(), Error> {
-        let product = self.product_by_sku(sku)?;
-        let available = self.stock(sku).await?;
+        let (sku, product_id) = {
+            let catalog = self.catalog().snapshot();
+            let product = catalog.get_by_sku(sku).ok_or_else(|| Error::NotFound {
+                what: "product",
+                id: sku.to_owned(),
+            })?;
+            (product.sku.clone(), product.id.clone())
+        };
+        let available = self.stock(&sku).await?;
         let cmd = CartCommand::Add {
-            sku: product.sku,
-            product_id: product.id,
+            sku,
+            product_id,
             quantity,
             available,
         };
