@@ -1,4 +1,5 @@
 //! Route table. Fixed paths come before `{id}` so `/api/products/all` is never read as an id.
+//! Hot areas come first.
 
 mod cart;
 mod catalog;
@@ -16,44 +17,58 @@ fn resource(path: &str) -> actix_web::Resource {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // One scope per area: a request is matched against its own area's patterns only, so cart
+    // writes never evaluate the catalog's `{id}` patterns.
+    let users = web::scope("/users")
+        .service(resource("/register").route(web::post().to(users::register)))
+        .service(resource("/login").route(web::post().to(users::login)))
+        .default_service(web::to(not_found));
+    let products = web::scope("/products")
+        .service(
+            resource("")
+                .route(web::get().to(catalog::list))
+                .route(web::post().to(catalog::create)),
+        )
+        .service(resource("/all").route(web::get().to(catalog::all)))
+        .service(resource("/brands").route(web::get().to(catalog::brands)))
+        .service(resource("/categories").route(web::get().to(catalog::categories)))
+        .service(resource("/batch-get").route(web::post().to(catalog::batch_get)))
+        .service(resource("/sku/{sku}").route(web::get().to(catalog::by_sku)))
+        .service(
+            resource("/{id}")
+                .route(web::get().to(catalog::by_id))
+                .route(web::put().to(catalog::update))
+                .route(web::delete().to(catalog::delete)),
+        )
+        .default_service(web::to(not_found));
+    let cart = web::scope("/cart")
+        .service(
+            resource("")
+                .route(web::get().to(cart::get))
+                .route(web::delete().to(cart::clear)),
+        )
+        .service(resource("/items").route(web::post().to(cart::add)))
+        .service(
+            resource("/items/{sku}")
+                .route(web::put().to(cart::set))
+                .route(web::delete().to(cart::remove)),
+        )
+        .default_service(web::to(not_found));
+    let orders = web::scope("/orders")
+        .service(resource("").route(web::get().to(orders::list)))
+        .service(resource("/{id}").route(web::get().to(orders::get)))
+        .service(resource("/{id}/cancel").route(web::post().to(orders::cancel)))
+        .default_service(web::to(not_found));
     cfg.service(resource("/healthz").route(web::get().to(ops::healthz)))
         .service(resource("/readyz").route(web::get().to(ops::readyz)))
         .service(resource("/metrics").route(web::get().to(ops::metrics)))
         .service(
             web::scope("/api")
-                .service(resource("/users/register").route(web::post().to(users::register)))
-                .service(resource("/users/login").route(web::post().to(users::login)))
-                .service(
-                    resource("/products")
-                        .route(web::get().to(catalog::list))
-                        .route(web::post().to(catalog::create)),
-                )
-                .service(resource("/products/all").route(web::get().to(catalog::all)))
-                .service(resource("/products/brands").route(web::get().to(catalog::brands)))
-                .service(resource("/products/categories").route(web::get().to(catalog::categories)))
-                .service(resource("/products/batch-get").route(web::post().to(catalog::batch_get)))
-                .service(resource("/products/sku/{sku}").route(web::get().to(catalog::by_sku)))
-                .service(
-                    resource("/products/{id}")
-                        .route(web::get().to(catalog::by_id))
-                        .route(web::put().to(catalog::update))
-                        .route(web::delete().to(catalog::delete)),
-                )
-                .service(
-                    resource("/cart")
-                        .route(web::get().to(cart::get))
-                        .route(web::delete().to(cart::clear)),
-                )
-                .service(resource("/cart/items").route(web::post().to(cart::add)))
-                .service(
-                    resource("/cart/items/{sku}")
-                        .route(web::put().to(cart::set))
-                        .route(web::delete().to(cart::remove)),
-                )
+                .service(cart)
+                .service(products)
+                .service(orders)
+                .service(users)
                 .service(resource("/checkout").route(web::post().to(orders::checkout)))
-                .service(resource("/orders").route(web::get().to(orders::list)))
-                .service(resource("/orders/{id}").route(web::get().to(orders::get)))
-                .service(resource("/orders/{id}/cancel").route(web::post().to(orders::cancel)))
                 .service(
                     resource("/admin/orders/{id}/status").route(web::post().to(orders::set_status)),
                 )
