@@ -103,7 +103,10 @@ impl Order {
         payment_ref: String,
         now_ms: u64,
     ) -> Self {
-        let total_cents = items.iter().map(OrderItem::line_total_cents).sum();
+        let total_cents = items
+            .iter()
+            .map(OrderItem::line_total_cents)
+            .fold(0u64, u64::saturating_add);
         Self {
             id,
             user_email,

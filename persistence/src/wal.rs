@@ -73,8 +73,18 @@ impl Wal {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let header_ok = bytes.get(..8) == Some(MAGIC.as_slice())
-            && checksum(&[&bytes[..16]]) == u64_at(&bytes, 16);
-        let generation = if header_ok { u64_at(&bytes, 8) } else { 0 };
+            && bytes
+                .get(..16)
+                .is_some_and(|h| checksum(&[h]) == u64_at(&bytes, 16));
+        // A fresh or damaged log starts its generations at the current time in microseconds, above
+        // any generation an earlier life of the file can have used (they grow by one per reset).
+        let generation = if header_ok {
+            u64_at(&bytes, 8)
+        } else {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+        };
         let mut batches = Vec::new();
         // Without a valid header there is no generation to trust: nothing is replayed.
         let records = match bytes.get(HEADER_BYTES as usize..) {
@@ -162,14 +172,16 @@ impl Wal {
         if self.capacity < HEADER_BYTES + PREALLOCATE {
             self.preallocate(HEADER_BYTES + PREALLOCATE)?;
         }
-        self.generation += 1;
+        // Committed to memory only once on disk: a failed reset leaves this log as it was.
+        let generation = self.generation + 1;
         let mut header = [0u8; 24];
         header[..8].copy_from_slice(MAGIC);
-        header[8..16].copy_from_slice(&self.generation.to_le_bytes());
+        header[8..16].copy_from_slice(&generation.to_le_bytes());
         let sum = checksum(&[&header[..16]]);
         header[16..24].copy_from_slice(&sum.to_le_bytes());
         self.file.write_all_at(&header, 0)?;
         self.file.sync_data()?;
+        self.generation = generation;
         self.end = HEADER_BYTES;
         Ok(())
     }

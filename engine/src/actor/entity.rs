@@ -229,6 +229,10 @@ async fn settle<B: Behaviour>(
             (None, Err(Error::Fenced(format!("{} {key}", B::KIND))))
         }
         // The write may or may not have landed: forget the state and reload next time.
+        Err(e) if outcome.reply_stands => {
+            tracing::warn!(kind = B::KIND, key = %key, error = %e, "state write failed after the reply's effect was stored");
+            (None, Ok(outcome.reply))
+        }
         Err(e) => (None, Err(e.into())),
     }
 }

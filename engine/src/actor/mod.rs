@@ -23,6 +23,9 @@ pub(crate) struct Outcome<S, R> {
     pub outbox: Vec<OutboxEntry>,
     pub effects: Vec<Effect>,
     pub reply: R,
+    /// The reply holds even if writing `state` fails: what it reports already happened elsewhere
+    /// (a checkout's order is stored; only clearing the cart failed). The actor then reloads.
+    pub reply_stands: bool,
 }
 
 impl<S, R> Outcome<S, R> {
@@ -32,6 +35,7 @@ impl<S, R> Outcome<S, R> {
             outbox: Vec::new(),
             effects: Vec::new(),
             reply,
+            reply_stands: false,
         }
     }
 
@@ -41,6 +45,7 @@ impl<S, R> Outcome<S, R> {
             outbox: Vec::new(),
             effects: Vec::new(),
             reply,
+            reply_stands: false,
         }
     }
 }

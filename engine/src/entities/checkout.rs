@@ -123,7 +123,10 @@ pub(super) async fn run(
     }
 
     let now = now_ms();
-    let total: u64 = items.iter().map(OrderItem::line_total_cents).sum();
+    let total = items
+        .iter()
+        .map(OrderItem::line_total_cents)
+        .fold(0u64, u64::saturating_add);
     let payment_ref = match payment::charge(&card, total, year_month(now)) {
         Ok(reference) => reference,
         Err(declined) => {
@@ -140,13 +143,19 @@ pub(super) async fn run(
         now,
     );
     match engine.create_order(order).await {
-        Ok(reply) if reply.created => Ok(Outcome::changed(
-            Arc::default(),
-            CartReply::Checkout(CheckoutOutcome {
-                order: reply.order,
-                created: true,
-            }),
-        )),
+        Ok(reply) if reply.created => {
+            let mut outcome = Outcome::changed(
+                Arc::default(),
+                CartReply::Checkout(CheckoutOutcome {
+                    order: reply.order,
+                    created: true,
+                }),
+            );
+            // The order is stored and paid: a failure to clear the cart must not turn into a
+            // retryable error that would buy the same cart twice.
+            outcome.reply_stands = true;
+            Ok(outcome)
+        }
         Ok(reply) => {
             release_all(&engine, &reserved).await;
             Ok(replay(reply.order))

@@ -11,6 +11,8 @@ use super::{
 use super::{DELIVERED, PRODUCTS};
 use crate::record::{decode_snapshot, encode_outbox, encode_snapshot};
 use crate::wal::Op;
+
+const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 use crate::{Error, Snapshot, SnapshotWrite};
 
 pub(super) struct Trees {
@@ -21,6 +23,8 @@ pub(super) struct Trees {
     pub(super) delivered: sled::Tree,
     pub(super) products: sled::Tree,
     pub(super) skus: sled::Tree,
+    /// `checkpoint_seq`: the next outbox sequence number at the last checkpoint.
+    pub(super) meta: sled::Tree,
     pub(super) depth: AtomicU64,
     /// Next outbox sequence number; only the writer thread takes them.
     pub(super) next_seq: AtomicU64,
@@ -87,6 +91,41 @@ impl Trees {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
+        Ok(())
+    }
+
+    /// Records, before a checkpoint's flush, the outbox sequence number it covers up to.
+    pub(super) fn mark_checkpoint(&self) -> Result<(), Error> {
+        let next = self.next_seq.load(Ordering::Relaxed);
+        self.meta
+            .insert(CHECKPOINT_SEQ, &next.to_be_bytes())
+            .map(drop)
+            .map_err(storage)
+    }
+
+    /// Removes outbox entries that sled wrote out for a batch whose log append never happened
+    /// (the process died in between): past the last checkpoint and absent from the log, they
+    /// belong to writes that were never acknowledged, and must not be published.
+    pub(super) fn drop_unlogged_events(&self, replayed: &[Vec<Op>]) -> Result<(), Error> {
+        let checkpoint_seq = self
+            .meta
+            .get(CHECKPOINT_SEQ)
+            .map_err(storage)?
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        let logged: std::collections::HashSet<&[u8]> = replayed
+            .iter()
+            .flatten()
+            .filter(|op| op.tree == PENDING)
+            .map(|op| op.key.as_slice())
+            .collect();
+        for item in self.pending.range(checkpoint_seq.to_be_bytes()..) {
+            let (key, _) = item.map_err(storage)?;
+            if !logged.contains(key.as_ref()) {
+                tracing::warn!(seq = ?key.as_ref(), "dropping an outbox entry of an unacknowledged write");
+                self.pending.remove(&key).map_err(storage)?;
+            }
+        }
         Ok(())
     }
 
