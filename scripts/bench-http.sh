@@ -2,11 +2,11 @@
 # Add-to-cart over HTTP (JWT verification + JSON + durable sled write, group commit) against the
 # actix-web hello-world floor, both measured with wrk in this one run on this machine.
 # Bounded: each wrk run lasts DURATION; everything targets 127.0.0.1 and is stopped at exit.
-#   DURATION=15s CONNS=64 THREADS=2 USERS=256 bash scripts/bench-http.sh
+#   DURATION=15s CONNS=128 THREADS=2 USERS=256 bash scripts/bench-http.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
-CONNS=${CONNS:-64}
+CONNS=${CONNS:-128}
 THREADS=${THREADS:-2}
 USERS=${USERS:-256}
 SKUS=64

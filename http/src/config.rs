@@ -36,7 +36,7 @@ pub struct Config {
     pub outbox_retention_secs: u64,
     /// ISO 4217 currency of all prices.
     pub currency: String,
-    /// HTTP worker threads; 0 means one per core.
+    /// HTTP worker threads; 0 means one per core but one, which is left to the write path.
     pub workers: usize,
     /// On SIGTERM, how long `/readyz` reports 503 before the listener closes.
     pub shutdown_grace_secs: u64,

@@ -166,8 +166,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         body_limit: config.body_limit_bytes,
     });
     actix_web::rt::spawn(relay.run());
+    // One core is left to the write path (the log writer and the kernel's sync work): on 2 cores,
+    // one HTTP worker measured p99 3.0-3.6 ms against 8-9 ms with two, at slightly higher
+    // throughput (BENCHMARKS.md).
     let workers = if config.workers == 0 {
-        std::thread::available_parallelism().map_or(2, usize::from)
+        std::thread::available_parallelism().map_or(1, |n| usize::from(n).saturating_sub(1).max(1))
     } else {
         config.workers
     };
