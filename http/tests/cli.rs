@@ -19,52 +19,43 @@ fn emporium(data_dir: &std::path::Path) -> Command {
     cmd
 }
 
+/// Runs `emporium catalog import` on `products` against the node's (stopped) data dir.
+fn import(node: &Node, products: &serde_json::Value) -> std::process::Output {
+    let file = node.data_dir().join("products.json");
+    std::fs::write(&file, products.to_string()).unwrap();
+    emporium(node.data_dir())
+        .args(["catalog", "import"])
+        .arg(&file)
+        .output()
+        .unwrap()
+}
+
 #[actix_rt::test]
 async fn catalog_import_creates_then_upserts_by_sku() {
     let mut node = Node::start(NodeOpts::new().demo_catalog(false));
     node.kill9();
-    let file = node.data_dir().join("products.json");
     let first = json!([
         {"name": "Imported Lamp", "sku": "IMP-1", "price": 12.5, "brand": "Lumo", "category": "Home", "stock": 7},
         {"name": "Imported Rug", "sku": "IMP-2", "price": 80, "brand": "Lumo", "category": "Home"}
     ]);
-    std::fs::write(&file, first.to_string()).unwrap();
-    let out = emporium(node.data_dir())
-        .args(["catalog", "import"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 created, 0 updated"));
-
     let second = json!({"products": [
         {"name": "Imported Lamp v2", "sku": "IMP-1", "price": 14.25, "stock": 3},
         {"name": "Imported Vase", "sku": "IMP-3", "price": 9.99}
     ]});
-    std::fs::write(&file, second.to_string()).unwrap();
-    let out = emporium(node.data_dir())
-        .args(["catalog", "import"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 created, 1 updated"));
-
+    for (products, summary) in [
+        (first, "2 created, 0 updated"),
+        (second, "1 created, 1 updated"),
+    ] {
+        let out = import(&node, &products);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(summary));
+    }
     // A bad file is refused with the product it trips on, and changes nothing.
-    std::fs::write(&file, r#"[{"name": "No price", "sku": "IMP-9"}]"#).unwrap();
-    let out = emporium(node.data_dir())
-        .args(["catalog", "import"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = import(&node, &json!([{"name": "No price", "sku": "IMP-9"}]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("product #1"));
 
