@@ -72,7 +72,7 @@ end''')
 PY
 echo "registered $(wc -l < "$work/tokens") users"
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/add.lua" "http://$STORE/" | tee "$work/store.txt"
-curl -fs "http://$STORE/metrics" | grep -E '^emporium_http_requests_total.*cart/items' || true
+curl -fs "http://$STORE/metrics" | grep -E '^emporium_http_requests_total.*cart/items|^emporium_store_' || true
 
 python3 - "$work/floor.txt" "$work/store.txt" <<'PY'
 import re, sys

@@ -29,5 +29,7 @@ pub struct AppState {
     pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
     pub relay: Arc<RelayStats>,
+    /// Group-commit counters of the embedded store.
+    pub commits: Option<Arc<emporium_persistence::CommitStats>>,
     pub body_limit: usize,
 }

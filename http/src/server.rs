@@ -18,7 +18,7 @@ use crate::dto::ProductBody;
 use crate::metrics::Metrics;
 use crate::AppState;
 
-fn open_store(config: &Config) -> anyhow::Result<Stores> {
+fn open_store(config: &Config) -> anyhow::Result<(Stores, Arc<emporium_persistence::CommitStats>)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let store = SledStore::open(&config.data_dir.join("sled")).map_err(|e| {
@@ -27,7 +27,8 @@ fn open_store(config: &Config) -> anyhow::Result<Stores> {
             config.data_dir.display()
         )
     })?;
-    Ok(Stores::from_backend(Arc::new(store)))
+    let commits = store.commit_stats();
+    Ok((Stores::from_backend(Arc::new(store)), commits))
 }
 
 /// The configured secret, or one generated once and kept in the data dir.
@@ -133,7 +134,7 @@ pub async fn import_file(config: Config, file: &Path) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("product #{}: {e}", i + 1))?;
         products.push((draft, stock));
     }
-    let engine = start_engine(&config, open_store(&config)?).await?;
+    let engine = start_engine(&config, open_store(&config)?.0).await?;
     let (created, updated) = import_products(&engine, products).await?;
     println!(
         "imported {} products: {created} created, {updated} updated",
@@ -144,7 +145,8 @@ pub async fn import_file(config: Config, file: &Path) -> anyhow::Result<()> {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr().map_err(anyhow::Error::msg)?;
-    let engine = start_engine(&config, open_store(&config)?).await?;
+    let (stores, commits) = open_store(&config)?;
+    let engine = start_engine(&config, stores).await?;
     if config.demo_catalog && engine.catalog().snapshot().all().is_empty() {
         let demo = emporium_engine::demo::demo_catalog()
             .into_iter()
@@ -163,6 +165,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         auth: Auth::new(jwt_secret(&config)?.as_bytes(), config.token_ttl_secs),
         metrics: Metrics::new()?,
         relay: relay.stats(),
+        commits: Some(commits),
         body_limit: config.body_limit_bytes,
     });
     actix_web::rt::spawn(relay.run());

@@ -80,6 +80,23 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         relay.failures.load(Ordering::Relaxed),
         u8::from(relay.sink_healthy.load(Ordering::Relaxed)),
     );
+    if let Some(c) = &state.commits {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let seconds = |a: &std::sync::atomic::AtomicU64| load(a) as f64 / 1e6;
+        let _ = write!(
+            out,
+            "# HELP emporium_store_log_appends_total Group commits: write-ahead log appends, one fdatasync each.\n# TYPE emporium_store_log_appends_total counter\nemporium_store_log_appends_total {}\n\
+             # HELP emporium_store_log_append_seconds_total Time spent appending and syncing the log.\n# TYPE emporium_store_log_append_seconds_total counter\nemporium_store_log_append_seconds_total {}\n\
+             # HELP emporium_store_writes_total Writes made durable by group commits.\n# TYPE emporium_store_writes_total counter\nemporium_store_writes_total {}\n\
+             # HELP emporium_store_checkpoints_total Checkpoints (sled flushed, log reset).\n# TYPE emporium_store_checkpoints_total counter\nemporium_store_checkpoints_total {}\n\
+             # HELP emporium_store_checkpoint_seconds_total Time the writer spent in checkpoints.\n# TYPE emporium_store_checkpoint_seconds_total counter\nemporium_store_checkpoint_seconds_total {}\n",
+            load(&c.appends),
+            seconds(&c.append_micros),
+            load(&c.writes),
+            load(&c.checkpoints),
+            seconds(&c.checkpoint_micros),
+        );
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

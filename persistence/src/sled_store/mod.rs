@@ -142,8 +142,8 @@ impl SledStore {
         })
     }
 
-    pub fn commit_stats(&self) -> &CommitStats {
-        &self.commit_stats
+    pub fn commit_stats(&self) -> Arc<CommitStats> {
+        self.commit_stats.clone()
     }
 
     /// Runs `op` on the writer thread; resolves with its result once the write is durable.
