@@ -273,6 +273,50 @@ impl Catalog {
         Ok(product)
     }
 
+    /// Creates or updates (by SKU) many products, rebuilding the index once at the end rather
+    /// than after each write. Returns the products with whether each was created.
+    pub async fn upsert_many(
+        &self,
+        drafts: Vec<ProductDraft>,
+    ) -> Result<Vec<(Product, bool)>, Error> {
+        for draft in &drafts {
+            draft.validate()?;
+        }
+        let _writer = self.writer.lock().await;
+        let mut by_sku: HashMap<String, String> = self
+            .snapshot()
+            .all()
+            .iter()
+            .map(|p| (p.sku.clone(), p.id.clone()))
+            .collect();
+        let mut out = Vec::with_capacity(drafts.len());
+        let result = async {
+            for draft in drafts {
+                let existing = by_sku.get(&draft.sku).cloned();
+                let created = existing.is_none();
+                let product = draft
+                    .into_product(existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
+                let data = codec::encode(&product)?;
+                if created {
+                    self.store
+                        .insert_product(&product.id, &product.sku, data)
+                        .await?;
+                } else {
+                    self.store
+                        .update_product(&product.id, &product.sku, data)
+                        .await?;
+                }
+                by_sku.insert(product.sku.clone(), product.id.clone());
+                out.push((product, created));
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        // Whatever was written is in the store; the index follows it even after a failure.
+        self.refresh().await?;
+        result.map(|()| out)
+    }
+
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
         let _writer = self.writer.lock().await;
         if !self.store.delete_product(id).await? {

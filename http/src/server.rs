@@ -83,29 +83,15 @@ pub async fn import_products(
     engine: &Engine,
     products: Vec<(ProductDraft, Option<Option<u64>>)>,
 ) -> anyhow::Result<(usize, usize)> {
-    let (mut created, mut updated) = (0, 0);
-    for (draft, stock) in products {
-        let sku = draft.sku.clone();
-        let existing = engine
-            .catalog()
-            .snapshot()
-            .get_by_sku(&sku)
-            .map(|p| p.id.clone());
-        match existing {
-            Some(id) => {
-                engine.catalog().update(&id, draft).await?;
-                updated += 1;
-            }
-            None => {
-                engine.catalog().create(draft).await?;
-                created += 1;
-            }
-        }
+    let (drafts, stocks): (Vec<_>, Vec<_>) = products.into_iter().unzip();
+    let written = engine.catalog().upsert_many(drafts).await?;
+    let created = written.iter().filter(|(_, created)| *created).count();
+    for ((product, _), stock) in written.iter().zip(stocks) {
         if let Some(stock) = stock {
-            engine.set_stock(&sku, stock).await?;
+            engine.set_stock(&product.sku, stock).await?;
         }
     }
-    Ok((created, updated))
+    Ok((created, written.len() - created))
 }
 
 /// `emporium catalog import FILE`: a JSON array of products (or `{"products": [...]}`), in the
