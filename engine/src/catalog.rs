@@ -241,14 +241,30 @@ impl Catalog {
         }
     }
 
-    /// Re-reads the store (after writes by this node, or to pick up other writers).
-    async fn refresh(&self) -> Result<(), Error> {
-        let index = Arc::new(Self::read_index(self.store.as_ref()).await?);
+    /// Publishes the next index: the current products with `change` applied. Callers hold the
+    /// writer lock and have stored the change already, so readers never see an unstored product;
+    /// the store itself is read only at start.
+    fn publish(&self, change: impl FnOnce(&mut Vec<Product>)) {
+        let mut products = self.snapshot().all().to_vec();
+        change(&mut products);
+        let index = Arc::new(CatalogIndex::new(products));
         match self.index.write() {
             Ok(mut guard) => *guard = index,
             Err(poisoned) => *poisoned.into_inner() = index,
         }
-        Ok(())
+    }
+
+    /// Replaces (by id) or adds `written` in the published index; of several writes to one id,
+    /// the last wins.
+    fn publish_written(&self, written: &[Product]) {
+        if written.is_empty() {
+            return;
+        }
+        let latest: HashMap<&str, &Product> = written.iter().map(|p| (p.id.as_str(), p)).collect();
+        self.publish(|products| {
+            products.retain(|p| !latest.contains_key(p.id.as_str()));
+            products.extend(latest.into_values().cloned());
+        });
     }
 
     pub async fn create(&self, draft: ProductDraft) -> Result<Product, Error> {
@@ -258,7 +274,7 @@ impl Catalog {
         self.store
             .insert_product(&product.id, &product.sku, codec::encode(&product)?)
             .await?;
-        self.refresh().await?;
+        self.publish_written(std::slice::from_ref(&product));
         Ok(product)
     }
 
@@ -269,12 +285,12 @@ impl Catalog {
         self.store
             .update_product(id, &product.sku, codec::encode(&product)?)
             .await?;
-        self.refresh().await?;
+        self.publish_written(std::slice::from_ref(&product));
         Ok(product)
     }
 
-    /// Creates or updates (by SKU) many products, rebuilding the index once at the end rather
-    /// than after each write. Returns the products with whether each was created.
+    /// Creates or updates (by SKU) many products, publishing the index once at the end. Returns
+    /// the products with whether each was created.
     pub async fn upsert_many(
         &self,
         drafts: Vec<ProductDraft>,
@@ -289,31 +305,39 @@ impl Catalog {
             .iter()
             .map(|p| (p.sku.clone(), p.id.clone()))
             .collect();
-        let mut out = Vec::with_capacity(drafts.len());
-        let result = async {
-            for draft in drafts {
-                let existing = by_sku.get(&draft.sku).cloned();
-                let created = existing.is_none();
-                let product = draft
-                    .into_product(existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
-                let data = codec::encode(&product)?;
-                if created {
+        let mut out: Vec<(Product, bool)> = Vec::with_capacity(drafts.len());
+        let mut result = Ok(());
+        for draft in drafts {
+            let existing = by_sku.get(&draft.sku).cloned();
+            let created = existing.is_none();
+            let product =
+                draft.into_product(existing.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
+            let stored = match codec::encode(&product) {
+                Ok(data) if created => {
                     self.store
                         .insert_product(&product.id, &product.sku, data)
-                        .await?;
-                } else {
+                        .await
+                }
+                Ok(data) => {
                     self.store
                         .update_product(&product.id, &product.sku, data)
-                        .await?;
+                        .await
                 }
-                by_sku.insert(product.sku.clone(), product.id.clone());
-                out.push((product, created));
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if let Err(e) = stored {
+                result = Err(e.into());
+                break;
             }
-            Ok::<_, Error>(())
+            by_sku.insert(product.sku.clone(), product.id.clone());
+            out.push((product, created));
         }
-        .await;
-        // Whatever was written is in the store; the index follows it even after a failure.
-        self.refresh().await?;
+        // What was stored is published even when a later product failed.
+        let written: Vec<Product> = out.iter().map(|(p, _)| p.clone()).collect();
+        self.publish_written(&written);
         result.map(|()| out)
     }
 
@@ -325,7 +349,8 @@ impl Catalog {
                 id: id.to_owned(),
             });
         }
-        self.refresh().await
+        self.publish(|products| products.retain(|p| p.id != id));
+        Ok(())
     }
 }
 
