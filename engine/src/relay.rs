@@ -69,7 +69,6 @@ impl EventSink for InProcessSink {
 pub struct RelayStats {
     pub delivered: AtomicU64,
     pub failures: AtomicU64,
-    pub depth: AtomicU64,
     pub sink_healthy: AtomicBool,
 }
 
@@ -153,9 +152,6 @@ impl Relay {
             self.stats
                 .delivered
                 .fetch_add(done.len() as u64, Ordering::Relaxed);
-        }
-        if let Ok(depth) = outbox.depth().await {
-            self.stats.depth.store(depth, Ordering::Relaxed);
         }
         result
     }

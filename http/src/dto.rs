@@ -2,7 +2,7 @@
 //! inside and a number with at most two decimals outside.
 
 use emporium_engine::catalog::{Product, ProductDraft};
-use emporium_engine::order::{Order, OrderEvent, OrderItem};
+use emporium_engine::order::{Order, OrderItem};
 use emporium_engine::payment::Card;
 use emporium_engine::CartLineView;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -284,28 +284,6 @@ impl From<&Order> for OrderDto {
                     at: rfc3339(h.at_ms),
                 })
                 .collect(),
-        }
-    }
-}
-
-/// The JSON body of an order event as published to a broker.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventDto {
-    pub event_id: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub occurred_at: String,
-    pub order: OrderDto,
-}
-
-impl From<&OrderEvent> for EventDto {
-    fn from(e: &OrderEvent) -> Self {
-        Self {
-            event_id: e.event_id.clone(),
-            kind: e.routing_key(),
-            occurred_at: rfc3339(e.occurred_at_ms),
-            order: OrderDto::from(&e.order),
         }
     }
 }

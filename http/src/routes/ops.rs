@@ -16,17 +16,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.engine.is_serving() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {
-        let mut e = ApiError::new(
+        // A 503 ApiError carries Retry-After.
+        ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "this node is starting or handing off its shards",
         )
-        .to_response();
-        e.headers_mut().insert(
-            actix_web::http::header::RETRY_AFTER,
-            actix_web::http::header::HeaderValue::from_static("1"),
-        );
-        e
+        .to_response()
     }
 }
 
@@ -66,10 +62,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         }
     }
     let relay = &state.relay;
-    let depth = match state.engine.stores().outbox.depth().await {
-        Ok(d) => d,
-        Err(_) => relay.depth.load(Ordering::Relaxed),
-    };
+    let depth = state.engine.stores().outbox.depth().await.unwrap_or(0);
     let _ = write!(
         out,
         "# HELP emporium_outbox_depth Order events not yet relayed.\n# TYPE emporium_outbox_depth gauge\nemporium_outbox_depth {depth}\n\
