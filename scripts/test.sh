@@ -7,33 +7,13 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-# Backing services. The embedded default needs none; these checks keep the suite honest once
-# tests use them, and start a service that is down with the command the machine documents.
-ensure_redis() {
-  if command -v redis-cli >/dev/null && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-    echo "redis: up"
-  elif command -v redis-server >/dev/null; then
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null && echo "redis: started"
-  else
-    echo "redis: not installed (not needed by the current suite)"
-  fi
-}
-ensure_rabbitmq() {
-  if command -v rabbitmqctl >/dev/null; then
-    if timeout 20 rabbitmqctl status >/dev/null 2>&1; then
-      echo "rabbitmq: up"
-    else
-      (rabbitmq-server -detached >/dev/null 2>&1 || true)
-      timeout 60 rabbitmqctl await_startup >/dev/null 2>&1 && echo "rabbitmq: started" || echo "rabbitmq: not up (not needed by the current suite)"
-    fi
-  else
-    echo "rabbitmq: not installed (not needed by the current suite)"
-  fi
-}
-
 log "backing services"
-ensure_redis
-ensure_rabbitmq
+bash scripts/services.sh
+# Where the tests find them (the same defaults the tests use when these are unset).
+export EMPORIUM_TEST_MONGO_URI="${EMPORIUM_TEST_MONGO_URI:-mongodb://127.0.0.1:27017/?directConnection=true}"
+export EMPORIUM_TEST_REDIS_URL="${EMPORIUM_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
+export EMPORIUM_TEST_AMQP_URL="${EMPORIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+export EMPORIUM_TEST_SECANTUS="${EMPORIUM_TEST_SECANTUS:-$PWD/.venv-mongo/bin/python}"
 
 log "toolchain"
 rustup show active-toolchain 2>/dev/null || true

@@ -27,7 +27,8 @@ mod relay;
 pub mod user;
 
 pub use actor::KindStats;
+pub use emporium_persistence::EventSink;
 pub use engine::{ActorStats, Engine, EngineOptions};
 pub use entities::{CartLineView, CheckoutOutcome, CheckoutRequest};
 pub use error::Error;
-pub use relay::{EventSink, InProcessSink, Relay, RelayStats};
+pub use relay::{InProcessSink, Relay, RelayStats};

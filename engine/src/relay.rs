@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_persistence::OutboxEntry;
-use futures_util::future::BoxFuture;
+use async_trait::async_trait;
+use emporium_persistence::{EventSink, OutboxEntry};
 use tokio::sync::broadcast;
 
 use crate::clock::now_ms;
@@ -15,12 +15,6 @@ use crate::order::OrderEvent;
 use crate::{codec, Engine};
 
 const BATCH: usize = 256;
-
-/// Where relayed events go. `publish` resolves `Ok` only once the event is safely handed over.
-pub trait EventSink: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
-    fn publish<'a>(&'a self, entry: &'a OutboxEntry) -> BoxFuture<'a, Result<(), String>>;
-}
 
 /// Delivers events to subscribers in this process (and to the log).
 pub struct InProcessSink {
@@ -41,13 +35,14 @@ impl InProcessSink {
     }
 }
 
+#[async_trait]
 impl EventSink for InProcessSink {
     fn name(&self) -> &'static str {
         "in-process"
     }
 
-    fn publish<'a>(&'a self, entry: &'a OutboxEntry) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
+    async fn publish(&self, entries: &[OutboxEntry]) -> Result<(), emporium_persistence::Error> {
+        for entry in entries {
             match codec::decode::<OrderEvent>(&entry.payload) {
                 Ok(event) => {
                     tracing::info!(event = %entry.routing_key, event_id = %entry.event_id,
@@ -59,8 +54,8 @@ impl EventSink for InProcessSink {
                     tracing::error!(event_id = %entry.event_id, error = %e, "undecodable outbox event kept as delivered");
                 }
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 }
 
@@ -133,26 +128,22 @@ impl Relay {
     async fn relay_batch(&self) -> Result<bool, String> {
         let outbox = &self.engine.stores().outbox;
         let batch = outbox.pending(BATCH).await.map_err(|e| e.to_string())?;
-        let mut done = Vec::with_capacity(batch.len());
-        let mut result = Ok(batch.len() == BATCH);
-        for record in &batch {
-            match self.sink.publish(&record.entry).await {
-                Ok(()) => done.push(record.seq),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
+        if batch.is_empty() {
+            return Ok(false);
         }
-        if !done.is_empty() {
-            outbox
-                .mark_delivered(&done, now_ms())
-                .await
-                .map_err(|e| e.to_string())?;
-            self.stats
-                .delivered
-                .fetch_add(done.len() as u64, Ordering::Relaxed);
-        }
-        result
+        let entries: Vec<OutboxEntry> = batch.iter().map(|r| r.entry.clone()).collect();
+        // All or nothing: a batch that failed part-way is sent again whole (at least once).
+        self.sink
+            .publish(&entries)
+            .await
+            .map_err(|e| e.to_string())?;
+        outbox
+            .mark_delivered(&batch, now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.stats
+            .delivered
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(batch.len() == BATCH)
     }
 }

@@ -26,4 +26,4 @@ pub use memory::MemoryStore;
 pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
 #[cfg(feature = "sled")]
 pub use sled_store::{CommitStats, SledStore};
-pub use traits::{CatalogStore, Outbox, SnapshotStore, Stores};
+pub use traits::{CatalogStore, EventSink, Outbox, SnapshotStore, Stores};

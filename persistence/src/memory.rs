@@ -108,11 +108,11 @@ impl Outbox for MemoryStore {
             .collect())
     }
 
-    async fn mark_delivered(&self, seqs: &[u64], at_ms: u64) -> Result<(), Error> {
+    async fn mark_delivered(&self, records: &[OutboxRecord], at_ms: u64) -> Result<(), Error> {
         let mut inner = self.lock()?;
-        for seq in seqs {
-            if let Some(entry) = inner.pending.remove(seq) {
-                inner.delivered.insert(*seq, (entry, at_ms));
+        for seq in records.iter().map(|r| r.seq) {
+            if let Some(entry) = inner.pending.remove(&seq) {
+                inner.delivered.insert(seq, (entry, at_ms));
             }
         }
         Ok(())

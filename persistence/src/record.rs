@@ -26,6 +26,7 @@ pub struct OutboxEntry {
 /// An outbox entry as read back, with its position in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRecord {
+    /// Position in the outbox, oldest first. Backend-defined: only that backend reads it back.
     pub seq: u64,
     pub entry: OutboxEntry,
 }

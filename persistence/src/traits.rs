@@ -20,14 +20,29 @@ pub trait SnapshotStore: Send + Sync + 'static {
 pub trait Outbox: Send + Sync + 'static {
     /// The oldest undelivered entries, at most `limit`.
     async fn pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, Error>;
-    /// Marks entries delivered (kept for the retention period, then pruned). Durable on `Ok`.
-    async fn mark_delivered(&self, seqs: &[u64], at_ms: u64) -> Result<(), Error>;
+    /// Marks entries (as returned by `pending`) delivered: kept for the retention period, then
+    /// pruned. Marking an entry twice is harmless. Durable on `Ok`.
+    async fn mark_delivered(&self, records: &[OutboxRecord], at_ms: u64) -> Result<(), Error>;
     /// Number of undelivered entries.
     async fn depth(&self) -> Result<u64, Error>;
     /// Drops delivered entries delivered before `before_ms`; returns how many.
     async fn prune_delivered(&self, before_ms: u64) -> Result<u64, Error>;
     /// Appends without a snapshot (used by conformance tests and re-queues).
     async fn append(&self, entry: OutboxEntry) -> Result<u64, Error>;
+}
+
+/// Where the outbox relay hands events (RabbitMQ in production, in-process on the embedded
+/// default). Delivery is at least once: consumers dedupe by `event_id`.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Hands over every entry, in order. Resolves `Ok` only once all of them are safely accepted
+    /// (for a broker: persisted and confirmed); on `Err` the relay re-sends the whole batch.
+    async fn publish(&self, entries: &[OutboxEntry]) -> Result<(), Error>;
+    /// Whether the last attempt to reach the sink worked (for `/readyz` and `/metrics`).
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 /// Products, keyed by id, with a unique SKU.

@@ -62,8 +62,8 @@ impl Outbox for SledStore {
         Ok(out)
     }
 
-    async fn mark_delivered(&self, seqs: &[u64], at_ms: u64) -> Result<(), Error> {
-        let seqs = seqs.to_vec();
+    async fn mark_delivered(&self, records: &[OutboxRecord], at_ms: u64) -> Result<(), Error> {
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
         self.write(move |trees, ops| {
             let moved = (&trees.pending, &trees.delivered)
                 .transaction(|(pending, delivered)| {
