@@ -9,12 +9,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use emporium_persistence::{EventSink, OutboxEntry};
 use tokio::sync::broadcast;
+use tracing::Instrument as _;
 
 use crate::clock::now_ms;
 use crate::order::OrderEvent;
 use crate::{codec, Engine};
 
 const BATCH: usize = 256;
+
+/// Decodes an outbox payload written by the order actor.
+pub fn decode_order_event(payload: &[u8]) -> Result<OrderEvent, crate::Error> {
+    codec::decode(payload)
+}
 
 /// Delivers events to subscribers in this process (and to the log).
 pub struct InProcessSink {
@@ -133,8 +139,11 @@ impl Relay {
         }
         let entries: Vec<OutboxEntry> = batch.iter().map(|r| r.entry.clone()).collect();
         // All or nothing: a batch that failed part-way is sent again whole (at least once).
+        let span = tracing::trace_span!(target: "emporium::relay", "relay.publish",
+            otel.name = "relay.publish", sink = self.sink.name(), events = entries.len());
         self.sink
             .publish(&entries)
+            .instrument(span)
             .await
             .map_err(|e| e.to_string())?;
         outbox

@@ -40,6 +40,21 @@ pub struct Config {
     pub workers: usize,
     /// On SIGTERM, how long `/readyz` reports 503 before the listener closes.
     pub shutdown_grace_secs: u64,
+    /// `sled` (embedded, in the data dir) or a `mongodb://` URI (shared by every node).
+    pub store: String,
+    /// Redis as the cart cache (`redis://host:port/db`); unset: no cache.
+    pub redis_url: Option<String>,
+    /// Cached carts untouched this long expire from Redis (the store keeps them).
+    pub cart_cache_ttl_secs: u64,
+    /// RabbitMQ for order events (`amqp://user:pass@host:port/vhost`); unset: in-process relay.
+    pub amqp_url: Option<String>,
+}
+
+/// Where the snapshots, users, catalog and outbox live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    Sled,
+    Mongo(String),
 }
 
 impl Default for Config {
@@ -59,6 +74,10 @@ impl Default for Config {
             currency: "USD".into(),
             workers: 0,
             shutdown_grace_secs: 0,
+            store: "sled".into(),
+            redis_url: None,
+            cart_cache_ttl_secs: 30 * 24 * 3600,
+            amqp_url: None,
         }
     }
 }
@@ -136,10 +155,39 @@ impl Config {
         {
             return Err(format!("admin_emails: {bad:?} is not an email address"));
         }
+        self.store_kind()?;
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(format!("redis_url {url:?} must start with redis:// or rediss://"));
+            }
+        }
+        if let Some(url) = &self.amqp_url {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return Err(format!("amqp_url {url:?} must start with amqp:// or amqps://"));
+            }
+        }
+        if self.cart_cache_ttl_secs == 0 {
+            return Err("cart_cache_ttl_secs must be positive".into());
+        }
         if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
             return Err("currency must be a three-letter ISO 4217 code such as USD".into());
         }
         Ok(())
+    }
+
+    pub fn store_kind(&self) -> Result<StoreKind, String> {
+        let store = self.store.trim();
+        if store.eq_ignore_ascii_case("sled") {
+            Ok(StoreKind::Sled)
+        } else if store.starts_with("mongodb://") {
+            Ok(StoreKind::Mongo(store.to_owned()))
+        } else if store.starts_with("mongodb+srv://") {
+            Err("store: mongodb+srv:// URIs are not supported (no DNS SRV resolver is built in); list the hosts in a mongodb:// URI".into())
+        } else {
+            Err(format!(
+                "store {store:?} must be \"sled\" or a mongodb:// URI"
+            ))
+        }
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {

@@ -9,13 +9,16 @@
 //! addresses (it calls the engine handle, which routes through the shard map).
 
 pub mod auth;
+pub mod backends;
 pub mod body;
 pub mod config;
 pub mod dto;
 pub mod error;
+pub mod events;
 pub mod metrics;
 mod routes;
 pub mod server;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -29,7 +32,13 @@ pub struct AppState {
     pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
     pub relay: Arc<RelayStats>,
+    /// Where order events go (in-process or RabbitMQ).
+    pub sink: Arc<dyn emporium_persistence::EventSink>,
     /// Group-commit counters of the embedded store.
     pub commits: Option<Arc<emporium_persistence::CommitStats>>,
+    /// The shared store, when the node runs on one.
+    pub mongo: Option<Arc<emporium_persistence::MongoStore>>,
+    /// Counters of the Redis cart cache, when there is one.
+    pub cache: Option<Arc<emporium_persistence::CacheStats>>,
     pub body_limit: usize,
 }

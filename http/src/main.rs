@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use emporium_http::config::{Config, Overrides};
-use tracing_subscriber::EnvFilter;
 
 /// The request path allocates on every hop; glibc malloc took 19% of the CPU under load.
 #[global_allocator]
@@ -48,11 +47,7 @@ enum CatalogCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let telemetry = emporium_http::telemetry::init();
     let cli = Cli::parse();
     let overrides = Overrides {
         listen: cli.listen,
@@ -73,6 +68,7 @@ fn main() -> std::process::ExitCode {
             } => emporium_http::server::import_file(config, &file).await,
         }
     });
+    drop(telemetry);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -6,6 +6,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
+use tracing::Instrument as _;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -68,7 +69,24 @@ pub async fn record(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
-    let res = next.call(req).await?;
+    // Exported only with OpenTelemetry on (see `telemetry`); otherwise a disabled call site.
+    let span = tracing::trace_span!(
+        target: "emporium::http",
+        "http.request",
+        otel.name = tracing::field::Empty,
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = %req.path(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let res = next.call(req).instrument(span.clone()).await?;
+    if !span.is_disabled() {
+        let route = res.request().match_pattern().unwrap_or_default();
+        span.record("otel.name", format!("{} {route}", res.request().method()));
+        span.record("http.route", route);
+        span.record("http.response.status_code", res.status().as_u16());
+    }
     if let Some(m) = metrics {
         let route = res
             .request()

@@ -9,8 +9,8 @@ use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
 use emporium_cluster::ShardMap;
 use emporium_engine::catalog::ProductDraft;
-use emporium_engine::{Engine, EngineOptions, InProcessSink, Relay};
-use emporium_persistence::{SledStore, Stores};
+use emporium_engine::{Engine, EngineOptions, Relay};
+use emporium_persistence::Stores;
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -18,23 +18,16 @@ use crate::dto::ProductBody;
 use crate::metrics::Metrics;
 use crate::AppState;
 
-fn open_store(config: &Config) -> anyhow::Result<(Stores, Arc<emporium_persistence::CommitStats>)> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let store = SledStore::open(&config.data_dir.join("sled")).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the store in {}: {e} (is another emporium using this data dir?)",
-            config.data_dir.display()
-        )
-    })?;
-    let commits = store.commit_stats();
-    Ok((Stores::from_backend(Arc::new(store)), commits))
-}
-
 /// The configured secret, or one generated once and kept in the data dir.
 fn jwt_secret(config: &Config) -> anyhow::Result<String> {
     if let Some(secret) = &config.jwt_secret {
         return Ok(secret.clone());
+    }
+    if config.store_kind().map_err(anyhow::Error::msg)? != crate::config::StoreKind::Sled {
+        anyhow::bail!(
+            "EMPORIUM_JWT_SECRET must be set when the store is shared: every node has to accept \
+             the tokens the others issue"
+        );
     }
     let path = config.data_dir.join("jwt-secret");
     if let Ok(existing) = std::fs::read_to_string(&path) {
@@ -120,7 +113,7 @@ pub async fn import_file(config: Config, file: &Path) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("product #{}: {e}", i + 1))?;
         products.push((draft, stock));
     }
-    let engine = start_engine(&config, open_store(&config)?.0).await?;
+    let engine = start_engine(&config, crate::backends::open_stores(&config).await?.stores).await?;
     let (created, updated) = import_products(&engine, products).await?;
     println!(
         "imported {} products: {created} created, {updated} updated",
@@ -131,27 +124,38 @@ pub async fn import_file(config: Config, file: &Path) -> anyhow::Result<()> {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr().map_err(anyhow::Error::msg)?;
-    let (stores, commits) = open_store(&config)?;
-    let engine = start_engine(&config, stores).await?;
+    let secret = jwt_secret(&config)?;
+    let backends = crate::backends::open_stores(&config).await?;
+    let engine = start_engine(&config, backends.stores.clone()).await?;
     if config.demo_catalog && engine.catalog().snapshot().all().is_empty() {
         let demo = emporium_engine::demo::demo_catalog()
             .into_iter()
             .map(|(draft, stock)| (draft, Some(stock)))
             .collect();
-        let (created, _) = import_products(&engine, demo).await?;
-        tracing::info!(products = created, "loaded the demo catalog");
+        match import_products(&engine, demo).await {
+            Ok((created, _)) => tracing::info!(products = created, "loaded the demo catalog"),
+            // Another node sharing the store may have loaded it at the same moment.
+            Err(e) if backends.mongo.is_some() => {
+                tracing::warn!(error = %e, "loading the demo catalog failed; another node may have loaded it")
+            }
+            Err(e) => return Err(e),
+        }
     }
+    let sink = crate::backends::event_sink(&config).await?;
     let relay = Relay::new(
         engine.clone(),
-        Arc::new(InProcessSink::default()),
+        sink.clone(),
         Duration::from_secs(config.outbox_retention_secs),
     );
     let state = web::Data::new(AppState {
         engine: engine.clone(),
-        auth: Auth::new(jwt_secret(&config)?.as_bytes(), config.token_ttl_secs),
+        auth: Auth::new(secret.as_bytes(), config.token_ttl_secs),
         metrics: Metrics::new()?,
         relay: relay.stats(),
-        commits: Some(commits),
+        sink,
+        commits: backends.commits,
+        mongo: backends.mongo,
+        cache: backends.cache,
         body_limit: config.body_limit_bytes,
     });
     actix_web::rt::spawn(relay.run());

@@ -5,13 +5,16 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use emporium_persistence::{Error as StoreError, SnapshotWrite};
 
+use tracing::Instrument as _;
+
 use super::registry::Slot;
 use super::{Behaviour, Step};
 use crate::{codec, Engine, Error};
 
-/// A command for an entity. Replies `Err(Error::Passivated)` if the actor already passivated;
-/// the engine then re-sends to a fresh activation.
-pub(crate) struct Envelope<B: Behaviour>(pub B::Command);
+/// A command for an entity, with the span of its caller (so a trace follows it into the actor).
+/// Replies `Err(Error::Passivated)` if the actor already passivated; the engine then re-sends to
+/// a fresh activation.
+pub(crate) struct Envelope<B: Behaviour>(pub B::Command, pub tracing::Span);
 
 impl<B: Behaviour> Message for Envelope<B> {
     type Result = Result<B::Reply, Error>;
@@ -139,10 +142,14 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
             return Response::Now(Err(Error::Passivated));
         }
         self.slot.touch();
+        let span = tracing::trace_span!(target: "emporium::actor", parent: &msg.1, "actor",
+            otel.name = B::KIND, entity.kind = B::KIND, entity.key = %self.key);
+        let entered = span.enter();
         let step = match &self.loaded {
             Some((state, _)) => B::handle(&self.engine, &self.key, state, msg.0),
             None => {
                 let (engine, key) = (self.engine.clone(), self.key.clone());
+                drop(entered);
                 return self.atomic(async move {
                     let (state, version) = match load::<B>(&engine, &key).await {
                         Ok(loaded) => loaded,
@@ -153,9 +160,10 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
                         Step::Async(fut) => fut.await,
                     };
                     settle::<B>(engine, key, state, version, outcome).await
-                });
+                }.instrument(span));
             }
         };
+        drop(entered);
         match step {
             Step::Ready(Err(e)) => Response::Now(Err(e)),
             Step::Ready(Ok(outcome))
@@ -170,13 +178,16 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
                 let Some((state, version)) = self.loaded.take() else {
                     return Response::Now(Err(Error::Unavailable("entity state missing".into())));
                 };
-                self.atomic(async move {
-                    let outcome = match step {
-                        Step::Ready(result) => result,
-                        Step::Async(fut) => fut.await,
-                    };
-                    settle::<B>(engine, key, state, version, outcome).await
-                })
+                self.atomic(
+                    async move {
+                        let outcome = match step {
+                            Step::Ready(result) => result,
+                            Step::Async(fut) => fut.await,
+                        };
+                        settle::<B>(engine, key, state, version, outcome).await
+                    }
+                    .instrument(span),
+                )
             }
         }
     }
@@ -214,7 +225,14 @@ async fn settle<B: Behaviour>(
         outbox: outcome.outbox,
     };
     let has_events = !write.outbox.is_empty();
-    match engine.stores().snapshots.save(write).await {
+    let save = engine.stores().snapshots.save(write).instrument(tracing::trace_span!(
+        target: "emporium::store",
+        "store.save",
+        otel.name = "store.save",
+        entity.kind = B::KIND,
+        events = has_events
+    ));
+    match save.await {
         Ok(new_version) => {
             if has_events {
                 engine.outbox_written();
@@ -238,7 +256,13 @@ async fn settle<B: Behaviour>(
 }
 
 async fn load<B: Behaviour>(engine: &Engine, key: &str) -> Result<(B::State, u64), Error> {
-    match engine.stores().snapshots.load(B::KIND, key).await? {
+    let load = engine.stores().snapshots.load(B::KIND, key).instrument(tracing::trace_span!(
+        target: "emporium::store",
+        "store.load",
+        otel.name = "store.load",
+        entity.kind = B::KIND
+    ));
+    match load.await? {
         Some(snapshot) => Ok((codec::decode(&snapshot.data)?, snapshot.version)),
         None => Ok((B::State::default(), 0)),
     }

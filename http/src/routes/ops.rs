@@ -11,10 +11,42 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// 200 only while this node owns and serves its shards.
+/// 200 only while this node serves its shards and can reach its store. The event broker and the
+/// cart cache are reported but do not make the node unready: events wait in the outbox, and carts
+/// are read from the store.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store_up = match &state.mongo {
+        Some(store) => matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await,
+            Ok(Ok(()))
+        ),
+        None => true,
+    };
+    let broker = match (state.sink.name(), state.sink.healthy()) {
+        ("in-process", _) => "in-process",
+        (_, true) => "up",
+        (_, false) => "down",
+    };
+    let cache = match &state.cache {
+        Some(c) if c.healthy.load(Ordering::Relaxed) => "up",
+        Some(_) => "down",
+        None => "off",
+    };
+    if !store_up {
+        return ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store cannot be reached",
+        )
+        .to_response();
+    }
     if state.engine.is_serving() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
+        HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "store": if state.mongo.is_some() { "mongodb" } else { "sled" },
+            "broker": broker,
+            "cartCache": cache,
+        }))
     } else {
         // A 503 ApiError carries Retry-After.
         ApiError::new(
@@ -71,8 +103,22 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          # HELP emporium_event_sink_up Whether the last relay attempt reached the event sink.\n# TYPE emporium_event_sink_up gauge\nemporium_event_sink_up {}\n",
         relay.delivered.load(Ordering::Relaxed),
         relay.failures.load(Ordering::Relaxed),
-        u8::from(relay.sink_healthy.load(Ordering::Relaxed)),
+        u8::from(state.sink.healthy() && relay.sink_healthy.load(Ordering::Relaxed)),
     );
+    if let Some(c) = &state.cache {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP emporium_cart_cache_hits_total Cart activations served from Redis.\n# TYPE emporium_cart_cache_hits_total counter\nemporium_cart_cache_hits_total {}\n\
+             # HELP emporium_cart_cache_misses_total Cart activations that went to the store.\n# TYPE emporium_cart_cache_misses_total counter\nemporium_cart_cache_misses_total {}\n\
+             # HELP emporium_cart_cache_errors_total Redis commands that failed or timed out.\n# TYPE emporium_cart_cache_errors_total counter\nemporium_cart_cache_errors_total {}\n\
+             # HELP emporium_cart_cache_up Whether Redis is in use (0 while it is bypassed after failures).\n# TYPE emporium_cart_cache_up gauge\nemporium_cart_cache_up {}\n",
+            load(&c.hits),
+            load(&c.misses),
+            load(&c.errors),
+            u8::from(c.healthy.load(Ordering::Relaxed)),
+        );
+    }
     if let Some(c) = &state.commits {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let seconds = |a: &std::sync::atomic::AtomicU64| load(a) as f64 / 1e6;
