@@ -66,9 +66,15 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Backends> {
         }
     };
     if let Some(url) = &config.redis_url {
+        // Keys are namespaced by database, so stores sharing one Redis never read each other's.
+        let prefix = match &backends.mongo {
+            Some(store) => format!("emporium:{}", store.database_name()),
+            None => "emporium".to_owned(),
+        };
         let options = CacheOptions {
             ttl: Duration::from_secs(config.cart_cache_ttl_secs),
             kinds: vec!["cart"],
+            prefix,
             ..CacheOptions::default()
         };
         let cached = CachedSnapshots::new(backends.stores.snapshots.clone(), url, options)

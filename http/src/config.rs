@@ -228,6 +228,39 @@ mod tests {
     }
 
     #[test]
+    fn backends_are_chosen_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(c.store_kind(), Ok(StoreKind::Sled));
+            assert_eq!((c.redis_url, c.amqp_url), (None, None));
+            jail.set_env("EMPORIUM_STORE", "mongodb://127.0.0.1:27017/shop");
+            jail.set_env("EMPORIUM_REDIS_URL", "redis://127.0.0.1:6379/");
+            jail.set_env("EMPORIUM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+            let c = Config::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(
+                c.store_kind(),
+                Ok(StoreKind::Mongo("mongodb://127.0.0.1:27017/shop".into()))
+            );
+            for (key, bad, says) in [
+                ("EMPORIUM_STORE", "postgres://x", "store"),
+                ("EMPORIUM_STORE", "mongodb+srv://cluster.example.com", "mongodb+srv"),
+                ("EMPORIUM_REDIS_URL", "127.0.0.1:6379", "redis_url"),
+                ("EMPORIUM_AMQP_URL", "guest@127.0.0.1", "amqp_url"),
+            ] {
+                jail.set_env(key, bad);
+                let err = Config::load(None, &Overrides::default())
+                    .err()
+                    .unwrap_or_default();
+                assert!(err.contains(says), "{key}={bad}: {err}");
+                jail.set_env("EMPORIUM_STORE", "sled");
+                jail.set_env("EMPORIUM_REDIS_URL", "redis://127.0.0.1:6379/");
+                jail.set_env("EMPORIUM_AMQP_URL", "amqp://127.0.0.1:5672/%2f");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("EMPORIUM_LISTNE", "127.0.0.1:1");

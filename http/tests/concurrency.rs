@@ -11,8 +11,9 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 
-fn node() -> Node {
-    Node::start(NodeOpts::new().demo_catalog(false))
+fn node(real: bool) -> Node {
+    let opts = NodeOpts::new().demo_catalog(false);
+    Node::start(if real { opts.real_backends() } else { opts })
 }
 
 /// Registers `n` users with bounded concurrency; returns their tokens in order.
@@ -31,7 +32,17 @@ async fn register_many(node: &Node, n: usize) -> Vec<String> {
 
 #[actix_rt::test]
 async fn concurrent_adds_to_one_cart_are_all_counted() {
-    let node = node();
+    concurrent_adds_to_one_cart_are_all_counted_on(false).await;
+}
+
+/// The same on the MongoDB-compatible store, Redis and RabbitMQ (issue 3, acceptance 1).
+#[actix_rt::test]
+async fn concurrent_adds_to_one_cart_are_all_counted_on_real_backends() {
+    concurrent_adds_to_one_cart_are_all_counted_on(true).await;
+}
+
+async fn concurrent_adds_to_one_cart_are_all_counted_on(real: bool) {
+    let node = node(real);
     let admin = admin_token(&node).await;
     let p = create_product(&node, &admin, "Hot Item", "HOT-1", 2.25, Some(1000)).await;
     let user = register(&node, "carol", "carol@example.com", PASSWORD).await;
@@ -63,7 +74,17 @@ async fn concurrent_adds_to_one_cart_are_all_counted() {
 
 #[actix_rt::test]
 async fn fifty_buyers_ten_in_stock_no_overselling() {
-    let node = node();
+    fifty_buyers_ten_in_stock_no_overselling_on(false).await;
+}
+
+/// The same on the MongoDB-compatible store, Redis and RabbitMQ (issue 3, acceptance 1).
+#[actix_rt::test]
+async fn fifty_buyers_ten_in_stock_no_overselling_on_real_backends() {
+    fifty_buyers_ten_in_stock_no_overselling_on(true).await;
+}
+
+async fn fifty_buyers_ten_in_stock_no_overselling_on(real: bool) {
+    let node = node(real);
     let admin = admin_token(&node).await;
     create_product(&node, &admin, "Scarce Widget", "SCARCE-10", 9.99, Some(10)).await;
     let buyers = register_many(&node, 50).await;
@@ -151,7 +172,17 @@ async fn checkout_with_key(node: &Node, token: &str, key: &str) -> (u16, Value) 
 
 #[actix_rt::test]
 async fn idempotency_key_returns_the_same_order() {
-    let node = node();
+    idempotency_key_returns_the_same_order_on(false).await;
+}
+
+/// The same on the MongoDB-compatible store, Redis and RabbitMQ (issue 3, acceptance 1).
+#[actix_rt::test]
+async fn idempotency_key_returns_the_same_order_on_real_backends() {
+    idempotency_key_returns_the_same_order_on(true).await;
+}
+
+async fn idempotency_key_returns_the_same_order_on(real: bool) {
+    let node = node(real);
     let admin = admin_token(&node).await;
     create_product(&node, &admin, "Idem Thing", "IDEM-1", 5.0, Some(100)).await;
     let dave = register(&node, "dave", "dave@example.com", PASSWORD).await;

@@ -17,7 +17,17 @@ fn card(number: &str, exp_month: u32, exp_year: u32) -> Value {
 
 #[actix_rt::test]
 async fn declined_and_expired_cards_change_nothing() {
-    let node = Node::start(NodeOpts::new().demo_catalog(false));
+    declined_cards_on(NodeOpts::new().demo_catalog(false)).await;
+}
+
+/// The same on the MongoDB-compatible store, Redis and RabbitMQ (issue 3, acceptance 1).
+#[actix_rt::test]
+async fn declined_and_expired_cards_change_nothing_on_real_backends() {
+    declined_cards_on(NodeOpts::new().demo_catalog(false).real_backends()).await;
+}
+
+async fn declined_cards_on(opts: NodeOpts) {
+    let node = Node::start(opts);
     let admin = admin_token(&node).await;
     create_product(&node, &admin, "Pay Tracked", "PAY-T", 12.34, Some(5)).await;
     create_product(&node, &admin, "Pay Untracked", "PAY-U", 1.0, None).await;

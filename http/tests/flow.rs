@@ -26,7 +26,18 @@ async fn set_status(node: &Node, token: &str, id: &str, status: &str) -> (u16, V
 
 #[actix_rt::test]
 async fn shop_checkout_cancel_and_admin_transitions() {
-    let node = Node::start(NodeOpts::new().demo_catalog(true));
+    shop_flow(NodeOpts::new().demo_catalog(true)).await;
+}
+
+/// Issue 3, acceptance 1: the same flow with the store on the MongoDB-compatible server, the cart
+/// cache on Redis and order events on RabbitMQ.
+#[actix_rt::test]
+async fn shop_flow_on_real_backends() {
+    shop_flow(NodeOpts::new().demo_catalog(true).real_backends()).await;
+}
+
+async fn shop_flow(opts: NodeOpts) {
+    let node = Node::start(opts);
     let admin = admin_token(&node).await;
     assert_eq!(decode_claims(&admin)["role"], "admin");
 

@@ -13,7 +13,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 mod api;
+mod backends;
 pub use api::*;
+pub use backends::*;
 
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
