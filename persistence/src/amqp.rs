@@ -18,6 +18,9 @@
 //! socket through the tokio runtime that opened the connection. That works on a multi-thread
 //! runtime and on a current-thread one (actix's `System`, `#[tokio::test]`) as long as that
 //! runtime keeps running; the connection is opened from the runtime that calls `publish`/`connect`.
+//! A connect attempt that times out is abandoned by the caller, but lapin's I/O thread may keep
+//! waiting on the TCP connect until the kernel gives up (only when packets are dropped rather than
+//! refused); the thread then ends on its own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -336,7 +339,8 @@ impl EventSink for AmqpSink {
         result
     }
 
-    /// The last connect or publish worked and the connection has not failed since.
+    /// The last connect or publish worked and the connection has not failed since (false until
+    /// the first connect).
     fn healthy(&self) -> bool {
         let connected = self
             .status
