@@ -7,8 +7,10 @@
 //!
 //! Deliberately does not: know domain types (values are opaque bytes carrying their own format
 //! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default) and
-//! `memory` (tests and in-memory benches; not durable, never used by the binary).
+//! `memory` (tests and in-memory benches; not durable, never used by the binary). Event sinks:
+//! `amqp` ([`AmqpSink`], RabbitMQ with publisher confirms).
 
+mod amqp;
 mod error;
 mod memory;
 mod record;
@@ -21,6 +23,7 @@ mod wal;
 #[cfg(feature = "testsuite")]
 pub mod conformance;
 
+pub use amqp::{AmqpOptions, AmqpSink, MIN_RECONNECT_INTERVAL};
 pub use error::Error;
 pub use memory::MemoryStore;
 pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
