@@ -6,11 +6,13 @@
 //! only after the write is durable; the sled backend makes that cheap with group commit.
 //!
 //! Deliberately does not: know domain types (values are opaque bytes carrying their own format
-//! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default) and
-//! `memory` (tests and in-memory benches; not durable, never used by the binary).
+//! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default),
+//! `mongo` (MongoDB-compatible servers: MongoDB, DocumentDB, FerretDB) and `memory` (tests and
+//! in-memory benches; not durable, never used by the binary).
 
 mod error;
 mod memory;
+mod mongo;
 mod record;
 #[cfg(feature = "sled")]
 mod sled_store;
@@ -23,6 +25,7 @@ pub mod conformance;
 
 pub use error::Error;
 pub use memory::MemoryStore;
+pub use mongo::MongoStore;
 pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
 #[cfg(feature = "sled")]
 pub use sled_store::{CommitStats, SledStore};
