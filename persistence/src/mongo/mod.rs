@@ -7,7 +7,8 @@
 //! so the conditional save is a single-document atomic write: no multi-document transactions,
 //! and a refused write leaves no events. Writes use write concern `majority` with `j: true`, so
 //! `Ok` means durable. A store that is down answers [`Error::Unavailable`] within the server
-//! selection timeout (3 s unless the URI says otherwise), never a hang.
+//! selection timeout (3 s unless the URI says otherwise); one that stops answering, within the
+//! operation timeout ([`OPERATION_TIMEOUT`]): never a hang.
 //!
 //! Deliberately does not: use transactions, `$lookup`, change streams or aggregation-pipeline
 //! updates (not portable to DocumentDB/FerretDB); retry (the caller decides); hide the one
@@ -19,6 +20,7 @@ mod errors;
 mod outbox;
 mod snapshots;
 
+use std::future::Future;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -29,9 +31,13 @@ use crate::Error;
 use errors::unavailable;
 
 /// Used when the URI names no database.
-pub const DEFAULT_DATABASE: &str = "emporium";
+const DEFAULT_DATABASE: &str = "emporium";
 /// Server selection and connect timeout unless the URI sets its own.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest one store operation may take before it is given up as `Unavailable`. The driver
+/// has no socket timeout, so without this a server that stops answering (a black-holed network,
+/// a frozen process) would hang the caller. Long enough for a replica-set election.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 
 const SNAPSHOTS: &str = "snapshots";
 const DELIVERED: &str = "outbox_delivered";
@@ -46,6 +52,7 @@ pub struct MongoStore {
     snapshots: Collection<Document>,
     delivered: Collection<Document>,
     products: Collection<Document>,
+    operation_timeout: Duration,
 }
 
 impl MongoStore {
@@ -84,24 +91,54 @@ impl MongoStore {
             products: db.collection(PRODUCTS),
             db,
             db_name,
+            operation_timeout: OPERATION_TIMEOUT,
         };
-        store.create_indexes().await.map_err(|e| match e {
-            Error::Unavailable(reason) => Error::Unavailable(format!(
-                "mongodb at {} unreachable: {reason}",
-                hosts.join(",")
-            )),
-            other => other,
-        })?;
+        store
+            .bounded("index creation", store.create_indexes())
+            .await
+            .map_err(|e| match e {
+                Error::Unavailable(reason) => Error::Unavailable(format!(
+                    "mongodb at {} unreachable: {reason}",
+                    hosts.join(",")
+                )),
+                other => other,
+            })?;
         Ok(store)
     }
 
     /// Round trip to the server, for readiness checks.
     pub async fn ping(&self) -> Result<(), Error> {
-        self.db
-            .run_command(doc! { "ping": 1 })
+        let ping = async {
+            self.db
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        };
+        self.bounded("ping", ping).await
+    }
+
+    /// Replaces the default bound on every later operation (20 s).
+    pub fn with_operation_timeout(mut self, bound: Duration) -> MongoStore {
+        self.operation_timeout = bound;
+        self
+    }
+
+    /// Runs one operation, giving it up as `Unavailable` past the operation timeout. A write
+    /// given up this way may still be applied, as with any lost acknowledgement.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        operation: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.operation_timeout, operation)
             .await
-            .map(|_| ())
-            .map_err(unavailable)
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "mongodb {what} gave no answer within {:?}",
+                    self.operation_timeout
+                )))
+            })
     }
 
     /// The database this store works in.

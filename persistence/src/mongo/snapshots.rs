@@ -99,88 +99,97 @@ impl MongoStore {
 #[async_trait]
 impl SnapshotStore for MongoStore {
     async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, Error> {
-        let found = self
-            .snapshots
-            .find_one(doc! { "_id": doc_id(kind, key) })
-            .projection(snapshot_projection())
-            .await
-            .map_err(map)?;
-        found.as_ref().map(decode).transpose()
+        self.bounded("load", async move {
+            let found = self
+                .snapshots
+                .find_one(doc! { "_id": doc_id(kind, key) })
+                .projection(snapshot_projection())
+                .await
+                .map_err(map)?;
+            found.as_ref().map(decode).transpose()
+        })
+        .await
     }
 
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error> {
-        let SnapshotWrite {
-            kind,
-            key,
-            expected,
-            owner,
-            data,
-            outbox,
-        } = write;
-        let id = doc_id(kind, &key);
-        let version = expected.saturating_add(1);
-        let events: Vec<Document> = outbox
-            .iter()
-            .enumerate()
-            .map(|(i, e)| event_doc(e, event_n(version, i)))
-            .collect();
-        let oldest = outbox.iter().map(|e| e.created_at_ms).min();
-        let owner = owner.map_or(Bson::Null, Bson::String);
-        if expected == 0 {
-            let mut document = doc! {
-                "_id": &id,
-                "kind": kind,
-                "key": &key,
-                "owner": owner,
-                "version": 1_i64,
-                "format": FORMAT_V1,
-                "data": binary(data),
-                "outbox": events,
+        self.bounded("save", async move {
+            let SnapshotWrite {
+                kind,
+                key,
+                expected,
+                owner,
+                data,
+                outbox,
+            } = write;
+            let id = doc_id(kind, &key);
+            let version = expected.saturating_add(1);
+            let events: Vec<Document> = outbox
+                .iter()
+                .enumerate()
+                .map(|(i, e)| event_doc(e, event_n(version, i)))
+                .collect();
+            let oldest = outbox.iter().map(|e| e.created_at_ms).min();
+            let owner = owner.map_or(Bson::Null, Bson::String);
+            if expected == 0 {
+                let mut document = doc! {
+                    "_id": &id,
+                    "kind": kind,
+                    "key": &key,
+                    "owner": owner,
+                    "version": 1_i64,
+                    "format": FORMAT_V1,
+                    "data": binary(data),
+                    "outbox": events,
+                };
+                if let Some(at) = oldest {
+                    document.insert("outbox_at", int(at));
+                }
+                return match self.snapshots.insert_one(document).await {
+                    Ok(_) => Ok(1),
+                    Err(e) if is_duplicate(&e) => Err(self.conflict(kind, &key, 0).await),
+                    Err(e) => Err(map(e)),
+                };
+            }
+            let mut update = doc! {
+                "$set": {
+                    "version": int(version),
+                    "owner": owner,
+                    "format": FORMAT_V1,
+                    "data": binary(data),
+                },
             };
             if let Some(at) = oldest {
-                document.insert("outbox_at", int(at));
+                update.insert("$push", doc! { "outbox": { "$each": events } });
+                update.insert("$min", doc! { "outbox_at": int(at) });
             }
-            return match self.snapshots.insert_one(document).await {
-                Ok(_) => Ok(1),
-                Err(e) if is_duplicate(&e) => Err(self.conflict(kind, &key, 0).await),
-                Err(e) => Err(map(e)),
-            };
-        }
-        let mut update = doc! {
-            "$set": {
-                "version": int(version),
-                "owner": owner,
-                "format": FORMAT_V1,
-                "data": binary(data),
-            },
-        };
-        if let Some(at) = oldest {
-            update.insert("$push", doc! { "outbox": { "$each": events } });
-            update.insert("$min", doc! { "outbox_at": int(at) });
-        }
-        let result = self
-            .snapshots
-            .update_one(doc! { "_id": &id, "version": int(expected) }, update)
-            .await
-            .map_err(map)?;
-        if result.matched_count == 1 {
-            Ok(version)
-        } else {
-            Err(self.conflict(kind, &key, expected).await)
-        }
+            let result = self
+                .snapshots
+                .update_one(doc! { "_id": &id, "version": int(expected) }, update)
+                .await
+                .map_err(map)?;
+            if result.matched_count == 1 {
+                Ok(version)
+            } else {
+                Err(self.conflict(kind, &key, expected).await)
+            }
+        })
+        .await
     }
 
     async fn list_by_owner(&self, kind: &str, owner: &str) -> Result<Vec<Snapshot>, Error> {
-        let mut cursor = self
-            .snapshots
-            .find(doc! { "kind": kind, "owner": owner })
-            .projection(snapshot_projection())
-            .await
-            .map_err(map)?;
-        let mut out = Vec::new();
-        while let Some(d) = cursor.try_next().await.map_err(map)? {
-            out.push(decode(&d)?);
-        }
-        Ok(out)
+        self.bounded("list_by_owner", async move {
+            let mut cursor = self
+                .snapshots
+                .find(doc! { "kind": kind, "owner": owner })
+                .projection(snapshot_projection())
+                .await
+                .map_err(map)?;
+            let mut out = Vec::new();
+            while let Some(d) = cursor.try_next().await.map_err(map)? {
+                out.push(decode(&d)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 }
