@@ -18,6 +18,7 @@ use crate::{Error, OutboxEntry, Snapshot, SnapshotStore, SnapshotWrite};
 /// [`decode`]; old documents keep decoding.
 pub(super) const FORMAT_V1: i32 = 1;
 
+/// Kinds are fixed names without a `/`, so `"<kind>/<key>"` is unambiguous.
 pub(super) fn doc_id(kind: &str, key: &str) -> String {
     format!("{kind}/{key}")
 }
