@@ -109,6 +109,60 @@ pub async fn outbox_with_snapshot<S: SnapshotStore + Outbox>(store: &S) {
     assert_eq!(store.depth().await, Ok(base + 2));
 }
 
+pub async fn idempotency_key<S: SnapshotStore + Outbox>(store: Arc<S>) {
+    let base = store.depth().await.unwrap_or(0);
+    // Two checkouts retried with the same idempotency key both try to create the order.
+    let create = |who: &'static str| {
+        let s = store.clone();
+        let mut w = write("idem-order", 0, who.as_bytes());
+        w.kind = "order";
+        w.owner = Some("ann".into());
+        w.outbox = vec![event(&format!("created-by-{who}"))];
+        tokio::spawn(async move { (who, s.save(w).await) })
+    };
+    let (a, b) = (create("a"), create("b"));
+    let results = [a.await, b.await];
+    let winners: Vec<&str> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok((who, Ok(1))) => Some(*who),
+            _ => None,
+        })
+        .collect();
+    let conflicts = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Ok((
+                    _,
+                    Err(Error::Conflict {
+                        expected: 0,
+                        found: 1,
+                        ..
+                    })
+                ))
+            )
+        })
+        .count();
+    assert_eq!((winners.len(), conflicts), (1, 1), "{results:?}");
+    let winner = winners[0];
+    let stored = store.load("order", "idem-order").await.ok().flatten();
+    assert_eq!(
+        stored.map(|s| (s.version, s.data)),
+        Some((1, winner.as_bytes().to_vec()))
+    );
+    // Only the winner's event is queued.
+    assert_eq!(store.depth().await, Ok(base + 1));
+    let pending = store.pending(1000).await.unwrap_or_default();
+    let ours: Vec<&str> = pending
+        .iter()
+        .map(|r| r.entry.event_id.as_str())
+        .filter(|id| id.starts_with("created-by-"))
+        .collect();
+    assert_eq!(ours, vec![format!("created-by-{winner}")]);
+}
+
 pub async fn catalog_unique_sku<S: CatalogStore>(store: &S) {
     assert_eq!(
         store.insert_product("p1", "SKU-1", b"one".to_vec()).await,
@@ -162,5 +216,6 @@ where
     version_conflict(store.clone()).await;
     owner_listing(store.as_ref()).await;
     outbox_with_snapshot(store.as_ref()).await;
+    idempotency_key(store.clone()).await;
     catalog_unique_sku(store.as_ref()).await;
 }

@@ -6,13 +6,15 @@
 //! only after the write is durable; the sled backend makes that cheap with group commit.
 //!
 //! Deliberately does not: know domain types (values are opaque bytes carrying their own format
-//! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default) and
-//! `memory` (tests and in-memory benches; not durable, never used by the binary). Event sinks:
-//! `amqp` ([`AmqpSink`], RabbitMQ with publisher confirms).
+//! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default),
+//! `mongo` (MongoDB-compatible servers: MongoDB, DocumentDB, FerretDB) and `memory` (tests and
+//! in-memory benches; not durable, never used by the binary). Event sinks: `amqp` ([`AmqpSink`],
+//! RabbitMQ with publisher confirms). Caches: `redis_cache` (carts in Redis in front of a store).
 
 mod amqp;
 mod error;
 mod memory;
+mod mongo;
 mod record;
 #[cfg(feature = "sled")]
 mod sled_store;
@@ -26,6 +28,7 @@ pub mod conformance;
 pub use amqp::{AmqpOptions, AmqpSink, MIN_RECONNECT_INTERVAL};
 pub use error::Error;
 pub use memory::MemoryStore;
+pub use mongo::MongoStore;
 pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
 #[cfg(feature = "sled")]
 pub use sled_store::{CommitStats, SledStore};

@@ -1,0 +1,195 @@
+//! The MongoDB-compatible backend (MongoDB, Amazon DocumentDB, FerretDB; SecantusDB in tests), on
+//! the official async `mongodb` driver.
+//!
+//! Solves: the three storage traits with the same semantics as the sled backend, using only
+//! commands every target supports (insert, update, find, delete, count, createIndexes). A snapshot
+//! and the outbox events it produced are ONE document (`snapshots`, events in its `outbox` array),
+//! so the conditional save is a single-document atomic write: no multi-document transactions,
+//! and a refused write leaves no events. Writes use write concern `majority` with `j: true`, so
+//! `Ok` means durable. A store that is down answers [`Error::Unavailable`] within the server
+//! selection timeout (3 s unless the URI says otherwise); one that stops answering, within the
+//! operation timeout ([`OPERATION_TIMEOUT`]): never a hang.
+//!
+//! Deliberately does not: use transactions, `$lookup`, change streams or aggregation-pipeline
+//! updates (not portable to DocumentDB/FerretDB); retry (the caller decides); hide the one
+//! ambiguity every remote store has — a write whose acknowledgement was lost to a network error
+//! reports `Unavailable` though it may have been applied (the next load shows it).
+
+mod catalog;
+mod errors;
+mod outbox;
+mod snapshots;
+
+use std::future::Future;
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
+use mongodb::{Client, Collection, Database, IndexModel};
+
+use crate::Error;
+use errors::unavailable;
+
+/// Used when the URI names no database.
+const DEFAULT_DATABASE: &str = "emporium";
+/// Server selection and connect timeout unless the URI sets its own.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest one store operation may take before it is given up as `Unavailable`. The driver
+/// has no socket timeout, so without this a server that stops answering (a black-holed network,
+/// a frozen process) would hang the caller. Long enough for a replica-set election.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+const SNAPSHOTS: &str = "snapshots";
+const DELIVERED: &str = "outbox_delivered";
+const PRODUCTS: &str = "products";
+
+/// Snapshots, outbox and catalog in one MongoDB-compatible database. Cheap to clone (the driver's
+/// client is a handle to a shared connection pool).
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+    db_name: String,
+    snapshots: Collection<Document>,
+    delivered: Collection<Document>,
+    products: Collection<Document>,
+    operation_timeout: Duration,
+}
+
+impl MongoStore {
+    /// Connects to `uri` (`mongodb://host:port/db?options`; database `emporium` when the path is
+    /// empty) and creates the indexes (idempotent). An unreachable server gives
+    /// [`Error::Unavailable`] after the server selection timeout.
+    pub async fn connect(uri: &str) -> Result<MongoStore, Error> {
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| Error::Unavailable(format!("invalid mongodb uri: {e}")))?;
+        options.server_selection_timeout =
+            options.server_selection_timeout.or(Some(DEFAULT_TIMEOUT));
+        options.connect_timeout = options.connect_timeout.or(Some(DEFAULT_TIMEOUT));
+        // Acknowledged means durable: a majority has it in its journal.
+        options.write_concern = Some(
+            WriteConcern::builder()
+                .w(Acknowledgment::Majority)
+                .journal(true)
+                .build(),
+        );
+        if options.app_name.is_none() {
+            options.app_name = Some("emporium".to_owned());
+        }
+        let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+        let db_name = options
+            .default_database
+            .clone()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        let client = Client::with_options(options)
+            .map_err(|e| Error::Unavailable(format!("mongodb client: {e}")))?;
+        let db = client.database(&db_name);
+        let store = MongoStore {
+            snapshots: db.collection(SNAPSHOTS),
+            delivered: db.collection(DELIVERED),
+            products: db.collection(PRODUCTS),
+            db,
+            db_name,
+            operation_timeout: OPERATION_TIMEOUT,
+        };
+        store
+            .bounded("index creation", store.create_indexes())
+            .await
+            .map_err(|e| match e {
+                Error::Unavailable(reason) => Error::Unavailable(format!(
+                    "mongodb at {} unreachable: {reason}",
+                    hosts.join(",")
+                )),
+                other => other,
+            })?;
+        Ok(store)
+    }
+
+    /// Round trip to the server, for readiness checks.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let ping = async {
+            self.db
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        };
+        self.bounded("ping", ping).await
+    }
+
+    /// Replaces the default bound on every later operation (20 s).
+    pub fn with_operation_timeout(mut self, bound: Duration) -> MongoStore {
+        self.operation_timeout = bound;
+        self
+    }
+
+    /// Runs one operation, giving it up as `Unavailable` past the operation timeout. A write
+    /// given up this way may still be applied, as with any lost acknowledgement.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        operation: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.operation_timeout, operation)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "mongodb {what} gave no answer within {:?}",
+                    self.operation_timeout
+                )))
+            })
+    }
+
+    /// The database this store works in.
+    pub fn database_name(&self) -> &str {
+        &self.db_name
+    }
+
+    async fn create_indexes(&self) -> Result<(), Error> {
+        let unique = |name: &str| {
+            IndexOptions::builder()
+                .unique(true)
+                .name(name.to_owned())
+                .build()
+        };
+        let named = |name: &str| IndexOptions::builder().name(name.to_owned()).build();
+        let snapshot_indexes = vec![
+            IndexModel::builder()
+                .keys(doc! { "kind": 1, "key": 1 })
+                .options(unique("kind_key"))
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "kind": 1, "owner": 1 })
+                .options(named("kind_owner"))
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "outbox.event_id": 1 })
+                .options(named("outbox_event_id"))
+                .build(),
+        ];
+        self.snapshots
+            .create_indexes(snapshot_indexes)
+            .await
+            .map_err(errors::map)?;
+        self.products
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "sku": 1 })
+                    .options(unique("sku"))
+                    .build(),
+            )
+            .await
+            .map_err(errors::map)?;
+        self.delivered
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "delivered_at_ms": 1 })
+                    .options(named("delivered_at_ms"))
+                    .build(),
+            )
+            .await
+            .map_err(errors::map)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! [`Outbox`] over the events embedded in snapshot documents.
+//!
+//! Pending events live in their snapshot's `outbox` array (indexed on `outbox.event_id`); a
+//! document-level `outbox_at` (the creation time of its oldest pending event, kept with `$min`
+//! on every push and unset once the array is empty) orders documents oldest first. Delivered
+//! events are copied to `outbox_delivered` (`_id` = event id) for the retention period, then
+//! pulled from their documents. Events appended without a snapshot go to the document
+//! `_outbox/loose`.
+//!
+//! Deliberately not a global sequence: `OutboxRecord.seq` is the position within one `pending`
+//! answer, and `mark_delivered` works by event id, so marking twice (or after a re-read) is
+//! harmless.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document};
+
+use super::errors::{binary, corrupt, get_bytes, get_str, get_u64, int, is_duplicate, map};
+use super::snapshots::event_doc;
+use super::MongoStore;
+use crate::{Error, Outbox, OutboxEntry, OutboxRecord};
+
+/// The document that holds events appended without a snapshot.
+const LOOSE_ID: &str = "_outbox/loose";
+
+/// Documents with at least one pending event (served by the `outbox.event_id` index).
+fn pending_filter() -> Document {
+    doc! { "outbox.event_id": { "$exists": true } }
+}
+
+fn decode_event(event: &Bson, doc_id: &str) -> Result<OutboxEntry, Error> {
+    let Bson::Document(e) = event else {
+        return Err(corrupt(
+            doc_id,
+            format!("outbox event is not a document: {event:?}"),
+        ));
+    };
+    Ok(OutboxEntry {
+        event_id: get_str(e, "event_id", doc_id)?,
+        routing_key: get_str(e, "routing_key", doc_id)?,
+        payload: get_bytes(e, "payload", doc_id)?,
+        created_at_ms: get_u64(e, "created_at_ms", doc_id)?,
+    })
+}
+
+fn outbox_array<'a>(d: &'a Document, doc_id: &str) -> Result<&'a Vec<Bson>, Error> {
+    match d.get("outbox") {
+        Some(Bson::Array(events)) => Ok(events),
+        other => Err(corrupt(
+            doc_id,
+            format!("outbox is not an array: {other:?}"),
+        )),
+    }
+}
+
+fn id_of(d: &Document) -> String {
+    match d.get("_id") {
+        Some(Bson::String(s)) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[async_trait]
+impl Outbox for MongoStore {
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, Error> {
+        self.bounded("pending", async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            // Every matching document holds at least one event: `limit` documents are enough.
+            let mut cursor = self
+                .snapshots
+                .find(pending_filter())
+                .sort(doc! { "outbox_at": 1, "_id": 1 })
+                .projection(doc! { "_id": 1, "outbox": 1 })
+                .limit(int(limit as u64))
+                .await
+                .map_err(map)?;
+            let mut out: Vec<OutboxRecord> = Vec::new();
+            while out.len() < limit {
+                let Some(d) = cursor.try_next().await.map_err(map)? else {
+                    break;
+                };
+                let id = id_of(&d);
+                for event in outbox_array(&d, &id)?.iter().take(limit - out.len()) {
+                    out.push(OutboxRecord {
+                        seq: out.len() as u64 + 1,
+                        entry: decode_event(event, &id)?,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn mark_delivered(&self, records: &[OutboxRecord], at_ms: u64) -> Result<(), Error> {
+        self.bounded("mark_delivered", async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            // First the delivered copies (a crash after this re-sends, never loses)...
+            let copies = records.iter().map(|r| {
+                doc! {
+                    "_id": &r.entry.event_id,
+                    "delivered_at_ms": int(at_ms),
+                    "routing_key": &r.entry.routing_key,
+                    "payload": binary(r.entry.payload.clone()),
+                    "created_at_ms": int(r.entry.created_at_ms),
+                }
+            });
+            // An insert that meets an existing copy is an upsert that found it: keep the first.
+            match self.delivered.insert_many(copies).ordered(false).await {
+                Ok(_) => {}
+                Err(e) if is_duplicate(&e) => {}
+                Err(e) => return Err(map(e)),
+            }
+            // ...then the pull from the documents that hold them.
+            let ids: Vec<&str> = records
+                .iter()
+                .map(|r| r.entry.event_id.as_str())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let mut cursor = self
+                .snapshots
+                .find(doc! { "outbox.event_id": { "$in": &ids } })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(map)?;
+            let mut holders: Vec<Bson> = Vec::new();
+            while let Some(d) = cursor.try_next().await.map_err(map)? {
+                if let Some(id) = d.get("_id") {
+                    holders.push(id.clone());
+                }
+            }
+            if holders.is_empty() {
+                return Ok(());
+            }
+            self.snapshots
+                .update_many(
+                    doc! { "_id": { "$in": &holders } },
+                    doc! { "$pull": { "outbox": { "event_id": { "$in": &ids } } } },
+                )
+                .await
+                .map_err(map)?;
+            // An emptied document loses its age, so its next event sorts by its own time. A push
+            // racing with this leaves a non-empty array, which the filter does not match.
+            self.snapshots
+                .update_many(
+                    doc! { "_id": { "$in": &holders }, "outbox": { "$size": 0 } },
+                    doc! { "$unset": { "outbox_at": "" } },
+                )
+                .await
+                .map_err(map)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn depth(&self) -> Result<u64, Error> {
+        self.bounded("depth", async move {
+            let mut cursor = self
+                .snapshots
+                .find(pending_filter())
+                .projection(doc! { "_id": 1, "outbox.event_id": 1 })
+                .await
+                .map_err(map)?;
+            let mut depth = 0u64;
+            while let Some(d) = cursor.try_next().await.map_err(map)? {
+                depth += outbox_array(&d, &id_of(&d))?.len() as u64;
+            }
+            Ok(depth)
+        })
+        .await
+    }
+
+    async fn prune_delivered(&self, before_ms: u64) -> Result<u64, Error> {
+        self.bounded("prune_delivered", async move {
+            self.delivered
+                .delete_many(doc! { "delivered_at_ms": { "$lt": int(before_ms) } })
+                .await
+                .map(|r| r.deleted_count)
+                .map_err(map)
+        })
+        .await
+    }
+
+    /// Returns the event's `n` in the loose document (its creation time), not a global position.
+    async fn append(&self, entry: OutboxEntry) -> Result<u64, Error> {
+        self.bounded("append", async move {
+            let n = int(entry.created_at_ms);
+            self.snapshots
+                .update_one(
+                    doc! { "_id": LOOSE_ID },
+                    doc! {
+                        "$push": { "outbox": { "$each": [event_doc(&entry, n)] } },
+                        "$min": { "outbox_at": n },
+                    },
+                )
+                .upsert(true)
+                .await
+                .map_err(map)?;
+            Ok(entry.created_at_ms)
+        })
+        .await
+    }
+}

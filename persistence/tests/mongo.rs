@@ -1,0 +1,375 @@
+//! The MongoDB-compatible backend against a real server (SecantusDB here; the same commands run on
+//! MongoDB, DocumentDB and FerretDB): the conformance suite, the format migration chain, the
+//! version check under 20 concurrent writers, and a store that goes down and comes back.
+//!
+//! Each test works in its own database (`emporium_test_<uuid>`, dropped at the end, also when the
+//! test fails). A server that cannot be reached fails the test; nothing is skipped.
+//! Env: `EMPORIUM_TEST_MONGO_URI` (the shared server), `EMPORIUM_TEST_SECANTUS` (a python with
+//! secantus, for the private server of the outage test).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emporium_persistence::{conformance, Error, MongoStore, SnapshotStore, SnapshotWrite};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary};
+
+const DEFAULT_URI: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
+
+fn mongo_uri() -> String {
+    std::env::var("EMPORIUM_TEST_MONGO_URI").unwrap_or_else(|_| DEFAULT_URI.to_owned())
+}
+
+fn secantus_python() -> String {
+    std::env::var("EMPORIUM_TEST_SECANTUS").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-mongo/bin/python").to_owned()
+    })
+}
+
+/// `uri` with its database path replaced by `db`.
+fn with_database(uri: &str, db: &str) -> String {
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("mongodb", uri));
+    let (authority, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let hosts = authority.split('/').next().unwrap_or(authority);
+    match query {
+        Some(q) => format!("{scheme}://{hosts}/{db}?{q}"),
+        None => format!("{scheme}://{hosts}/{db}"),
+    }
+}
+
+fn unique_db() -> String {
+    format!("emporium_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A store in a fresh database of its own, dropped with the guard (also on panic).
+struct TestDb {
+    uri: String,
+    name: String,
+    store: Arc<MongoStore>,
+}
+
+impl TestDb {
+    async fn new() -> TestDb {
+        let name = unique_db();
+        let uri = with_database(&mongo_uri(), &name);
+        let store = MongoStore::connect(&uri)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {uri}: {e}"));
+        assert_eq!(store.database_name(), name);
+        TestDb {
+            uri,
+            name,
+            store: Arc::new(store),
+        }
+    }
+
+    async fn raw(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(&self.uri)
+            .await
+            .unwrap_or_else(|e| panic!("raw client: {e}"))
+            .database(&self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Its own thread and runtime: Drop cannot await, and the test's runtime may be gone.
+        let (uri, name) = (self.uri.clone(), self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("runtime: {e}"));
+            rt.block_on(async {
+                let client = mongodb::Client::with_uri_str(&uri).await?;
+                client.database(&name).drop().await
+            })
+        });
+        if let Ok(Err(e)) = dropper.join() {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+fn write(key: &str, expected: u64, data: &[u8]) -> SnapshotWrite {
+    SnapshotWrite {
+        kind: "cart",
+        key: key.to_owned(),
+        expected,
+        owner: Some("ann".into()),
+        data: data.to_vec(),
+        outbox: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_backend_conforms() {
+    let db = TestDb::new().await;
+    assert_eq!(db.store.ping().await, Ok(()));
+    conformance::run_all(db.store.clone()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_snapshot_formats_are_corrupt_and_known_ones_decode() {
+    let db = TestDb::new().await;
+    let snapshots = db
+        .raw()
+        .await
+        .collection::<mongodb::bson::Document>("snapshots");
+    let stored = |key: &str, format: i32| {
+        doc! {
+            "_id": format!("cart/{key}"),
+            "kind": "cart",
+            "key": key,
+            "owner": "ann",
+            "version": 3_i64,
+            "format": format,
+            "data": Binary { subtype: BinarySubtype::Generic, bytes: b"state".to_vec() },
+            "outbox": [],
+        }
+    };
+    for (key, format) in [("future", 99), ("current", 1)] {
+        snapshots
+            .insert_one(stored(key, format))
+            .await
+            .unwrap_or_else(|e| panic!("raw insert: {e}"));
+    }
+    let future = db.store.load("cart", "future").await;
+    assert!(matches!(future, Err(Error::Corrupt { .. })), "{future:?}");
+    let current = db.store.load("cart", "current").await;
+    assert_eq!(
+        current.map(|s| s.map(|s| (s.version, s.owner, s.data))),
+        Ok(Some((3, Some("ann".into()), b"state".to_vec())))
+    );
+    // The stored layout carries on from there.
+    assert_eq!(db.store.save(write("current", 3, b"next")).await, Ok(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_of_twenty_concurrent_writers_wins() {
+    let db = TestDb::new().await;
+    assert_eq!(db.store.save(write("hot", 0, b"base")).await, Ok(1));
+    let writers: Vec<_> = (0..20u8)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move { (i, store.save(write("hot", 1, &[i])).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut conflicts = 0;
+    for writer in writers {
+        match writer.await.unwrap_or_else(|e| panic!("join: {e}")) {
+            (i, Ok(2)) => winners.push(i),
+            (
+                _,
+                Err(Error::Conflict {
+                    expected: 1,
+                    found: 2,
+                    ..
+                }),
+            ) => conflicts += 1,
+            (i, other) => panic!("writer {i}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!((winners.len(), conflicts), (1, 19));
+    let stored = db.store.load("cart", "hot").await;
+    assert_eq!(
+        stored.map(|s| s.map(|s| (s.version, s.data))),
+        Ok(Some((2, vec![winners[0]])))
+    );
+}
+
+/// A private SecantusDB on its own port and storage dir, killed when dropped.
+struct Secantus {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Secantus {
+    fn start() -> Secantus {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("free port: {e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let mut server = Secantus {
+            port,
+            dir,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let python = secantus_python();
+        let child = Command::new(&python)
+            .args(["-m", "secantus", "--host", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--storage-path")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start secantus with {python}: {e}"));
+        self.child = Some(child);
+        wait_for_port(self.port, self.dir.path());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server process.
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_else(|| panic!("secantus is not running"));
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{signal} {pid}: {e}"));
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
+    fn uri(&self) -> String {
+        format!(
+            "mongodb://127.0.0.1:{}/{}?directConnection=true",
+            self.port,
+            unique_db()
+        )
+    }
+}
+
+impl Drop for Secantus {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_for_port(port: u16, dir: &Path) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    for _ in 0..300 {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "secantus on {port} (storage {}) not up after {:?}",
+        dir.display(),
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_down_is_unavailable_and_serves_again_when_back() {
+    let mut server = Secantus::start();
+    let store = MongoStore::connect(&server.uri())
+        .await
+        .unwrap_or_else(|e| panic!("connect to the private secantus: {e}"));
+    assert_eq!(store.save(write("survivor", 0, b"before")).await, Ok(1));
+
+    server.kill();
+    let bound = Duration::from_secs(10);
+    let save = tokio::time::timeout(bound, store.save(write("survivor", 1, b"down"))).await;
+    assert!(
+        matches!(save, Ok(Err(Error::Unavailable(_)))),
+        "save while down: {save:?}"
+    );
+    let load = tokio::time::timeout(bound, store.load("cart", "survivor")).await;
+    assert!(
+        matches!(load, Ok(Err(Error::Unavailable(_)))),
+        "load while down: {load:?}"
+    );
+
+    server.spawn();
+    // Same store value, no reconnect: the driver finds the server again by itself.
+    let save = tokio::time::timeout(bound, store.save(write("survivor", 1, b"after"))).await;
+    assert_eq!(
+        save,
+        Ok(Ok(2)),
+        "save after restart (1 = the write from before the outage)"
+    );
+    let got = store.load("cart", "survivor").await;
+    assert_eq!(
+        got.map(|s| s.map(|s| (s.version, s.data))),
+        Ok(Some((2, b"after".to_vec())))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_store_is_unavailable_within_the_operation_timeout() {
+    let server = Secantus::start();
+    let store = MongoStore::connect(&server.uri())
+        .await
+        .unwrap_or_else(|e| panic!("connect to the private secantus: {e}"))
+        .with_operation_timeout(Duration::from_secs(2));
+    assert_eq!(store.save(write("frozen", 0, b"before")).await, Ok(1));
+
+    // Stopped, not dead: connections stay open and nothing answers (as behind a black hole).
+    server.signal("STOP");
+    let bound = Duration::from_secs(10);
+    let save = tokio::time::timeout(bound, store.save(write("frozen", 1, b"frozen"))).await;
+    let load = tokio::time::timeout(bound, store.load("cart", "frozen")).await;
+    server.signal("CONT");
+    assert!(
+        matches!(save, Ok(Err(Error::Unavailable(_)))),
+        "save while frozen: {save:?}"
+    );
+    assert!(
+        matches!(load, Ok(Err(Error::Unavailable(_)))),
+        "load while frozen: {load:?}"
+    );
+
+    // The given-up write may still have been applied once the server woke (a lost
+    // acknowledgement): either way the store serves again and holds one of the two states.
+    let got = tokio::time::timeout(bound, store.load("cart", "frozen")).await;
+    let state = got.map(|r| r.map(|s| s.map(|s| (s.version, s.data))));
+    assert!(
+        matches!(
+            &state,
+            Ok(Ok(Some((1, data)))) if data == b"before"
+        ) || matches!(&state, Ok(Ok(Some((2, data)))) if data == b"frozen"),
+        "after thawing: {state:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_fails_connect_within_seconds() {
+    // A port nothing listens on: bound, then released.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("free port: {e}"));
+    let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+    let connect = tokio::time::timeout(Duration::from_secs(10), MongoStore::connect(&uri)).await;
+    assert!(
+        matches!(connect, Ok(Err(Error::Unavailable(_)))),
+        "connect to nothing: {:?}",
+        connect.map(|r| r.map(|s| s.database_name().to_owned()))
+    );
+}
+
+#[test]
+fn database_names_go_into_the_uri_path() {
+    assert_eq!(
+        with_database(DEFAULT_URI, "x"),
+        "mongodb://127.0.0.1:27017/x?directConnection=true"
+    );
+    assert_eq!(with_database("mongodb://h:1/old", "x"), "mongodb://h:1/x");
+}
