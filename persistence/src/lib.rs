@@ -8,10 +8,13 @@
 //! Deliberately does not: know domain types (values are opaque bytes carrying their own format
 //! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default) and
 //! `memory` (tests and in-memory benches; not durable, never used by the binary).
+//! `CachedSnapshots` puts Redis in front of any snapshot store as a cache that only makes
+//! activation faster: the wrapped store stays the truth.
 
 mod error;
 mod memory;
 mod record;
+mod redis_cache;
 #[cfg(feature = "sled")]
 mod sled_store;
 mod traits;
@@ -24,6 +27,7 @@ pub mod conformance;
 pub use error::Error;
 pub use memory::MemoryStore;
 pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
+pub use redis_cache::{CacheOptions, CacheStats, CachedSnapshots};
 #[cfg(feature = "sled")]
 pub use sled_store::{CommitStats, SledStore};
 pub use traits::{CatalogStore, EventSink, Outbox, SnapshotStore, Stores};
