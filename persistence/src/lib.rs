@@ -9,13 +9,15 @@
 //! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default),
 //! `mongo` (MongoDB-compatible servers: MongoDB, DocumentDB, FerretDB) and `memory` (tests and
 //! in-memory benches; not durable, never used by the binary). Event sinks: `amqp` ([`AmqpSink`],
-//! RabbitMQ with publisher confirms). Caches: `redis_cache` (carts in Redis in front of a store).
+//! RabbitMQ with publisher confirms). `CachedSnapshots` puts Redis in front of any snapshot store as
+//! a cache that only makes activation faster: the wrapped store stays the truth.
 
 mod amqp;
 mod error;
 mod memory;
 mod mongo;
 mod record;
+mod redis_cache;
 #[cfg(feature = "sled")]
 mod sled_store;
 mod traits;
@@ -30,6 +32,7 @@ pub use error::Error;
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
+pub use redis_cache::{CacheOptions, CacheStats, CachedSnapshots};
 #[cfg(feature = "sled")]
 pub use sled_store::{CommitStats, SledStore};
 pub use traits::{CatalogStore, EventSink, Outbox, SnapshotStore, Stores};
