@@ -2,7 +2,6 @@
 //! demo catalog on first start, serve HTTP, and shut down in order on SIGTERM.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};

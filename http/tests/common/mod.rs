@@ -15,6 +15,7 @@ use tempfile::TempDir;
 mod api;
 mod backends;
 pub use api::*;
+#[allow(unused_imports)]
 pub use backends::*;
 
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
