@@ -5,11 +5,14 @@
 //! Bounded: past [`DIRTY_BOUND`] keys we can no longer say which keys are safe, so the set stops
 //! tracking and Redis reads are bypassed for every key until the process restarts.
 //!
+//! Also here: [`WriteCounters`], which let a load skip filling the cache with a value a
+//! concurrent save may already have replaced.
+//!
 //! Deliberately does not: survive a restart (a process that dies with dirty keys leaves them to
 //! the TTL), or know about other processes' failures.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// How many keys may await invalidation before Redis reads are given up.
@@ -69,11 +72,6 @@ impl Dirty {
                 .map_or(true, |inner| inner.keys.contains_key(key))
     }
 
-    /// A counter that moves whenever any key is marked (to detect a failure during a store read).
-    pub(super) fn generation(&self) -> u64 {
-        self.inner.lock().map_or(u64::MAX, |inner| inner.generation)
-    }
-
     pub(super) fn is_empty(&self) -> bool {
         self.inner
             .lock()
@@ -121,6 +119,36 @@ impl Dirty {
             );
         }
     }
+}
+
+/// Striped counters of saves per key, so a load can tell that the key was written while it read
+/// the store. Collisions only cost a skipped fill.
+pub(super) struct WriteCounters([AtomicU64; STRIPES]);
+
+const STRIPES: usize = 1024;
+
+impl Default for WriteCounters {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl WriteCounters {
+    pub(super) fn bump(&self, key: &str) {
+        self.0[stripe(key)].fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn get(&self, key: &str) -> u64 {
+        self.0[stripe(key)].load(Ordering::SeqCst)
+    }
+}
+
+/// FNV-1a; in-process only, never stored or used for placement.
+fn stripe(key: &str) -> usize {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % STRIPES as u64) as usize
 }
 
 #[cfg(test)]

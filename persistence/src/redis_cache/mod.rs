@@ -24,7 +24,7 @@ use async_trait::async_trait;
 
 use crate::record::{decode_snapshot, encode_snapshot};
 use crate::{Error, Snapshot, SnapshotStore, SnapshotWrite};
-use dirty::{Dirty, DIRTY_BOUND};
+use dirty::{Dirty, WriteCounters, DIRTY_BOUND};
 use link::Link;
 
 /// Stale keys invalidated per call, so one request never carries a huge `DEL`.
@@ -54,7 +54,7 @@ impl Default for CacheOptions {
     }
 }
 
-/// Counters for `/metrics`. `healthy` is whether the last Redis command worked.
+/// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct CacheStats {
     /// Loads served from Redis.
@@ -63,6 +63,7 @@ pub struct CacheStats {
     pub misses: AtomicU64,
     /// Redis commands that failed or timed out.
     pub errors: AtomicU64,
+    /// Whether the last Redis command worked (false until the first one has).
     pub healthy: AtomicBool,
 }
 
@@ -71,6 +72,7 @@ pub struct CachedSnapshots {
     inner: Arc<dyn SnapshotStore>,
     link: Link,
     dirty: Dirty,
+    writes: WriteCounters,
     options: CacheOptions,
     stats: Arc<CacheStats>,
 }
@@ -89,6 +91,7 @@ impl CachedSnapshots {
             inner,
             link,
             dirty: Dirty::new(DIRTY_BOUND),
+            writes: WriteCounters::default(),
             options,
             stats,
         })
@@ -167,10 +170,11 @@ impl CachedSnapshots {
         }
     }
 
-    /// Fills the cache after a store read, unless a cache update failed meanwhile (the value read
-    /// could then be older than one Redis missed). `NX`: a concurrent write-through wins.
-    async fn fill(&self, rkey: &str, snapshot: &Snapshot, generation_before: u64) {
-        if self.dirty.contains(rkey) || self.dirty.generation() != generation_before {
+    /// Fills the cache after a store read, unless this process wrote or invalidated the key
+    /// meanwhile (the value read could then be older than the one Redis has, or had and lost).
+    /// `NX`: a concurrent write-through wins.
+    async fn fill(&self, rkey: &str, snapshot: &Snapshot, writes_before: u64) {
+        if self.dirty.contains(rkey) || self.writes.get(rkey) != writes_before {
             return;
         }
         let mut cmd = redis::cmd("SET");
@@ -196,10 +200,10 @@ impl SnapshotStore for CachedSnapshots {
             return Ok(Some(s));
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let generation = self.dirty.generation();
+        let writes = self.writes.get(&rkey);
         let loaded = self.inner.load(kind, key).await?;
         if let Some(s) = &loaded {
-            self.fill(&rkey, s, generation).await;
+            self.fill(&rkey, s, writes).await;
         }
         Ok(loaded)
     }
@@ -210,7 +214,10 @@ impl SnapshotStore for CachedSnapshots {
         }
         let rkey = self.redis_key(write.kind, &write.key);
         let (owner, data) = (write.owner.clone(), write.data.clone());
+        // Before and after the store write, so a concurrent load's fill sees either bump.
+        self.writes.bump(&rkey);
         let result = self.inner.save(write).await;
+        self.writes.bump(&rkey);
         self.flush_dirty().await;
         match &result {
             Ok(version) => {

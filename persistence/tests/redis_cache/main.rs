@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emporium_persistence::{
-    CacheOptions, CachedSnapshots, Error, MemoryStore, Snapshot, SnapshotStore,
+    conformance, CacheOptions, CachedSnapshots, Error, MemoryStore, Snapshot, SnapshotStore,
 };
 use support::{
     cache, cleanup, options, plain, query, raw_get, shared_redis_url, unique_prefix, write,
@@ -97,6 +97,27 @@ async fn save_writes_through_and_a_fresh_cache_loads_from_redis() {
         .await
         .is_none_or(|v| v.first() == Some(&SNAPSHOT_FORMAT_V1)));
 
+    cleanup(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_conformance_suite_passes_through_the_cache() {
+    let (url, prefix) = (shared_redis_url(), unique_prefix());
+    let inner = Arc::new(CountingStore::default());
+    let mut opts = options(&prefix);
+    opts.kinds = vec!["cart", "order"];
+    let store = Arc::new(
+        CachedSnapshots::new(inner.clone(), &url, opts).unwrap_or_else(|e| panic!("cache: {e}")),
+    );
+    conformance::round_trip(store.as_ref()).await;
+    conformance::version_conflict(store.clone()).await;
+    conformance::owner_listing(store.as_ref()).await;
+    // After the race, the cache agrees with the store on the winner.
+    let from_store = inner
+        .load("cart", "vc")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(load(&store, "vc").await, from_store);
     cleanup(&url, &prefix).await;
 }
 
