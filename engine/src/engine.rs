@@ -168,7 +168,10 @@ impl Engine {
             if activated {
                 self.enforce_actor_cap();
             }
-            match addr.send(Envelope::<B>(cmd.clone(), tracing::Span::current())).await {
+            match addr
+                .send(Envelope::<B>(cmd.clone(), tracing::Span::current()))
+                .await
+            {
                 Err(MailboxError::Closed) | Ok(Err(Error::Passivated)) => {
                     tokio::task::yield_now().await;
                 }

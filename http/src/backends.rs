@@ -33,9 +33,8 @@ pub struct Backends {
 pub async fn open_stores(config: &Config) -> anyhow::Result<Backends> {
     let mut backends = match config.store_kind().map_err(anyhow::Error::msg)? {
         StoreKind::Sled => {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("cannot create data dir {}", config.data_dir.display())
-            })?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
             let store = SledStore::open(&config.data_dir.join("sled")).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot open the store in {}: {e} (is another emporium using this data dir?)",
@@ -56,7 +55,10 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Backends> {
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot open the MongoDB store: {e}"))?,
             );
-            tracing::info!(database = store.database_name(), "store: MongoDB-compatible");
+            tracing::info!(
+                database = store.database_name(),
+                "store: MongoDB-compatible"
+            );
             Backends {
                 stores: Stores::from_backend(store.clone()),
                 commits: None,
@@ -91,8 +93,8 @@ pub async fn event_sink(config: &Config) -> anyhow::Result<Arc<dyn EventSink>> {
     let Some(url) = &config.amqp_url else {
         return Ok(Arc::new(InProcessSink::default()));
     };
-    let sink = AmqpSink::new(url, AmqpOptions::default())
-        .map_err(|e| anyhow::anyhow!("amqp_url: {e}"))?;
+    let sink =
+        AmqpSink::new(url, AmqpOptions::default()).map_err(|e| anyhow::anyhow!("amqp_url: {e}"))?;
     if let Err(e) = sink.connect().await {
         tracing::warn!(error = %e, "RabbitMQ is not reachable yet; order events wait in the outbox");
     }

@@ -158,12 +158,16 @@ impl Config {
         self.store_kind()?;
         if let Some(url) = &self.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(format!("redis_url {url:?} must start with redis:// or rediss://"));
+                return Err(format!(
+                    "redis_url {url:?} must start with redis:// or rediss://"
+                ));
             }
         }
         if let Some(url) = &self.amqp_url {
             if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                return Err(format!("amqp_url {url:?} must start with amqp:// or amqps://"));
+                return Err(format!(
+                    "amqp_url {url:?} must start with amqp:// or amqps://"
+                ));
             }
         }
         if self.cart_cache_ttl_secs == 0 {
@@ -243,7 +247,11 @@ mod tests {
             );
             for (key, bad, says) in [
                 ("EMPORIUM_STORE", "postgres://x", "store"),
-                ("EMPORIUM_STORE", "mongodb+srv://cluster.example.com", "mongodb+srv"),
+                (
+                    "EMPORIUM_STORE",
+                    "mongodb+srv://cluster.example.com",
+                    "mongodb+srv",
+                ),
                 ("EMPORIUM_REDIS_URL", "127.0.0.1:6379", "redis_url"),
                 ("EMPORIUM_AMQP_URL", "guest@127.0.0.1", "amqp_url"),
             ] {

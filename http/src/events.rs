@@ -25,10 +25,11 @@ pub struct EventDto {
 
 /// Encodes an outbox entry's payload as the event's JSON.
 pub fn to_json(entry: &OutboxEntry) -> Result<Vec<u8>, Error> {
-    let event = emporium_engine::decode_order_event(&entry.payload).map_err(|e| Error::Corrupt {
-        key: entry.event_id.clone(),
-        reason: e.to_string(),
-    })?;
+    let event =
+        emporium_engine::decode_order_event(&entry.payload).map_err(|e| Error::Corrupt {
+            key: entry.event_id.clone(),
+            reason: e.to_string(),
+        })?;
     let dto = EventDto {
         event_id: entry.event_id.clone(),
         kind: entry.routing_key.clone(),

@@ -34,7 +34,11 @@ fn assert_well_formed(m: &Received) {
     assert!(m.message_id.as_deref().is_some_and(|id| !id.is_empty()));
     assert_eq!(m.content_type.as_deref(), Some("application/json"), "{m:?}");
     assert_eq!(m.delivery_mode, Some(2), "persistent: {m:?}");
-    assert_eq!(m.body["type"].as_str(), Some(m.routing_key.as_str()), "{m:?}");
+    assert_eq!(
+        m.body["type"].as_str(),
+        Some(m.routing_key.as_str()),
+        "{m:?}"
+    );
 }
 
 async fn shop(node: &Node, buyers: usize, stock: i64) -> Vec<String> {
@@ -71,7 +75,11 @@ async fn every_checkout_publishes_order_created() {
         .iter()
         .filter(|m| ids.contains(m.body["order"]["id"].as_str().unwrap_or("")))
         .collect();
-    assert_eq!(created_ids(&got).intersection(&ids).count(), ids.len(), "{mine:?}");
+    assert_eq!(
+        created_ids(&got).intersection(&ids).count(),
+        ids.len(),
+        "{mine:?}"
+    );
     for m in &mine {
         assert_well_formed(m);
         assert_eq!(m.body["order"]["status"], "Created");
@@ -79,7 +87,11 @@ async fn every_checkout_publishes_order_created() {
     // A cancel publishes `order.cancelled` the same way.
     let first = first.unwrap();
     let (s, b) = node
-        .post(&format!("/api/orders/{}/cancel", enc(&first)), Some(&buyers[0]), json!({}))
+        .post(
+            &format!("/api/orders/{}/cancel", enc(&first)),
+            Some(&buyers[0]),
+            json!({}),
+        )
         .await;
     assert_eq!(s, 200, "{b}");
     let got = consumer
@@ -91,7 +103,9 @@ async fn every_checkout_publishes_order_created() {
         .await;
     let cancelled = got
         .iter()
-        .find(|m| m.routing_key == "order.cancelled" && m.body["order"]["id"].as_str() == Some(&first))
+        .find(|m| {
+            m.routing_key == "order.cancelled" && m.body["order"]["id"].as_str() == Some(&first)
+        })
         .unwrap_or_else(|| panic!("no order.cancelled for {first}"));
     assert_well_formed(cancelled);
     assert_eq!(cancelled.body["order"]["status"], "Cancelled");
@@ -128,9 +142,16 @@ async fn checkouts_go_on_while_the_broker_is_away() {
             && metric(&m, "emporium_outbox_depth", &[]).unwrap_or(0.0) >= 1.0;
         actix_rt::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(seen_down, "metrics never showed the broker down with events waiting");
+    assert!(
+        seen_down,
+        "metrics never showed the broker down with events waiting"
+    );
     let (s, ready) = node.get("/readyz", None).await;
-    assert_eq!((s, ready["broker"].as_str()), (200, Some("down")), "{ready}");
+    assert_eq!(
+        (s, ready["broker"].as_str()),
+        (200, Some("down")),
+        "{ready}"
+    );
     proxy.restore();
     let got = consumer
         .collect_until(Duration::from_secs(90), |got| {
@@ -142,7 +163,10 @@ async fn checkouts_go_on_while_the_broker_is_away() {
         "missing events: {:?}",
         ids.difference(&created_ids(&got)).collect::<Vec<_>>()
     );
-    for m in got.iter().filter(|m| ids.contains(m.body["order"]["id"].as_str().unwrap_or(""))) {
+    for m in got
+        .iter()
+        .filter(|m| ids.contains(m.body["order"]["id"].as_str().unwrap_or("")))
+    {
         assert_well_formed(m);
     }
 }
@@ -197,12 +221,18 @@ async fn carts_work_while_redis_is_down_and_use_it_again() {
     create_product(&node, &admin, "Cached", "CACHE-1", 1.0, None).await;
     let bea = register(&node, "bea", "bea@example.com", PASSWORD).await;
     assert_eq!(add_to_cart(&node, &bea, "CACHE-1", 1).await, 204);
-    assert!(redis_keys(&redis.redis_url()).await > 0, "cart not written through");
+    assert!(
+        redis_keys(&redis.redis_url()).await > 0,
+        "cart not written through"
+    );
 
     redis.down();
     for _ in 0..5 {
         assert_eq!(add_to_cart(&node, &bea, "CACHE-1", 1).await, 204);
-        assert_eq!(cart_map(&node, &bea).await["CACHE-1"], cart_total(&node, &bea).await);
+        assert_eq!(
+            cart_map(&node, &bea).await["CACHE-1"],
+            cart_total(&node, &bea).await
+        );
     }
     assert_eq!(cart_map(&node, &bea).await["CACHE-1"], 6);
 
@@ -242,11 +272,10 @@ async fn redis_keys(url: &str) -> i64 {
 #[actix_rt::test]
 async fn store_down_gives_retryable_503_and_recovers() {
     let mut store = Private::secantus();
-    let node = Node::start(
-        NodeOpts::new()
-            .demo_catalog(false)
-            .env("EMPORIUM_STORE", &with_database(&store.mongo_uri(), "emporium")),
-    );
+    let node = Node::start(NodeOpts::new().demo_catalog(false).env(
+        "EMPORIUM_STORE",
+        &with_database(&store.mongo_uri(), "emporium"),
+    ));
     let admin = admin_token(&node).await;
     create_product(&node, &admin, "Sturdy", "STURDY-1", 3.0, Some(10)).await;
     let cat = register(&node, "cat", "cat@example.com", PASSWORD).await;
@@ -260,17 +289,28 @@ async fn store_down_gives_retryable_503_and_recovers() {
             "/api/cart/items",
             &auth(Some(&cat)),
             &[],
-            Some(("application/json", br#"{"productSku":"STURDY-1","quantity":1}"#.to_vec())),
+            Some((
+                "application/json",
+                br#"{"productSku":"STURDY-1","quantity":1}"#.to_vec(),
+            )),
         )
         .await;
     assert_eq!(r.status, 503, "{}", r.text);
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
     assert!(r.body["message"].is_string(), "{}", r.text);
     let started = Instant::now();
     let (s, b) = node.post("/api/checkout", Some(&cat), json!({})).await;
     assert_eq!(s, 503, "{b}");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     let (s, _) = node.get("/readyz", None).await;
     assert_eq!(s, 503);
 

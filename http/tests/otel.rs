@@ -96,7 +96,10 @@ async fn one_checkout_exports_parented_spans() {
     let node = Node::start(
         NodeOpts::new()
             .demo_catalog(false)
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://127.0.0.1:{port}"))
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                &format!("http://127.0.0.1:{port}"),
+            )
             .env("OTEL_BSP_SCHEDULE_DELAY", "100"),
     );
     let admin = admin_token(&node).await;
@@ -119,7 +122,10 @@ async fn one_checkout_exports_parented_spans() {
             continue;
         };
         // Wait until the whole trace is in (spans end, and are exported, children first).
-        let cart = children(&all, &http).into_iter().find(|s| s.name == "cart").cloned();
+        let cart = children(&all, &http)
+            .into_iter()
+            .find(|s| s.name == "cart")
+            .cloned();
         if let Some(cart) = cart {
             let under_cart = children(&all, &cart);
             if under_cart.iter().any(|s| s.name == "store.save")
@@ -130,10 +136,18 @@ async fn one_checkout_exports_parented_spans() {
         }
     }
     let Some((all, http, cart)) = found else {
-        let names: Vec<String> = spans.lock().unwrap().iter().map(|s| s.name.clone()).collect();
+        let names: Vec<String> = spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
         panic!("no complete checkout trace; spans received: {names:?}");
     };
-    assert_eq!(attr(&http, "http.response.status_code").as_deref(), Some("201"));
+    assert_eq!(
+        attr(&http, "http.response.status_code").as_deref(),
+        Some("201")
+    );
     assert!(http.parent_span_id.is_empty(), "the HTTP span is the root");
     // The reservation went to the SKU's inventory actor, which wrote through the store.
     let inventory = children(&all, &cart)
@@ -141,10 +155,16 @@ async fn one_checkout_exports_parented_spans() {
         .find(|s| s.name == "inventory")
         .unwrap();
     assert!(
-        children(&all, inventory).iter().any(|s| s.name == "store.save"),
+        children(&all, inventory)
+            .iter()
+            .any(|s| s.name == "store.save"),
         "inventory actor without its store write"
     );
     // The order actor stored the order (with its event) in the same trace.
     let trace: Vec<&Span> = all.iter().filter(|s| s.trace_id == http.trace_id).collect();
-    assert!(trace.iter().any(|s| s.name == "order"), "{:?}", trace.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert!(
+        trace.iter().any(|s| s.name == "order"),
+        "{:?}",
+        trace.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
 }

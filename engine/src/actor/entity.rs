@@ -150,17 +150,20 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
             None => {
                 let (engine, key) = (self.engine.clone(), self.key.clone());
                 drop(entered);
-                return self.atomic(async move {
-                    let (state, version) = match load::<B>(&engine, &key).await {
-                        Ok(loaded) => loaded,
-                        Err(e) => return (None, Err(e)),
-                    };
-                    let outcome = match B::handle(&engine, &key, &state, msg.0) {
-                        Step::Ready(result) => result,
-                        Step::Async(fut) => fut.await,
-                    };
-                    settle::<B>(engine, key, state, version, outcome).await
-                }.instrument(span));
+                return self.atomic(
+                    async move {
+                        let (state, version) = match load::<B>(&engine, &key).await {
+                            Ok(loaded) => loaded,
+                            Err(e) => return (None, Err(e)),
+                        };
+                        let outcome = match B::handle(&engine, &key, &state, msg.0) {
+                            Step::Ready(result) => result,
+                            Step::Async(fut) => fut.await,
+                        };
+                        settle::<B>(engine, key, state, version, outcome).await
+                    }
+                    .instrument(span),
+                );
             }
         };
         drop(entered);
@@ -225,13 +228,17 @@ async fn settle<B: Behaviour>(
         outbox: outcome.outbox,
     };
     let has_events = !write.outbox.is_empty();
-    let save = engine.stores().snapshots.save(write).instrument(tracing::trace_span!(
-        target: "emporium::store",
-        "store.save",
-        otel.name = "store.save",
-        entity.kind = B::KIND,
-        events = has_events
-    ));
+    let save = engine
+        .stores()
+        .snapshots
+        .save(write)
+        .instrument(tracing::trace_span!(
+            target: "emporium::store",
+            "store.save",
+            otel.name = "store.save",
+            entity.kind = B::KIND,
+            events = has_events
+        ));
     match save.await {
         Ok(new_version) => {
             if has_events {
@@ -256,12 +263,16 @@ async fn settle<B: Behaviour>(
 }
 
 async fn load<B: Behaviour>(engine: &Engine, key: &str) -> Result<(B::State, u64), Error> {
-    let load = engine.stores().snapshots.load(B::KIND, key).instrument(tracing::trace_span!(
-        target: "emporium::store",
-        "store.load",
-        otel.name = "store.load",
-        entity.kind = B::KIND
-    ));
+    let load = engine
+        .stores()
+        .snapshots
+        .load(B::KIND, key)
+        .instrument(tracing::trace_span!(
+            target: "emporium::store",
+            "store.load",
+            otel.name = "store.load",
+            entity.kind = B::KIND
+        ));
     match load.await? {
         Some(snapshot) => Ok((codec::decode(&snapshot.data)?, snapshot.version)),
         None => Ok((B::State::default(), 0)),

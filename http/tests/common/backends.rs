@@ -25,9 +25,8 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 fn secantus_python() -> String {
-    std::env::var("EMPORIUM_TEST_SECANTUS").unwrap_or_else(|_| {
-        format!("{}/../.venv-mongo/bin/python", env!("CARGO_MANIFEST_DIR"))
-    })
+    std::env::var("EMPORIUM_TEST_SECANTUS")
+        .unwrap_or_else(|_| format!("{}/../.venv-mongo/bin/python", env!("CARGO_MANIFEST_DIR")))
 }
 
 /// `base` (a mongodb:// URI) with its database replaced by a fresh one.
@@ -96,11 +95,18 @@ impl Private {
             dir,
             Box::new(move |port| {
                 let mut c = Command::new(&python);
-                c.args(["-m", "secantus", "--host", "127.0.0.1", "--log-level", "WARNING"])
-                    .arg("--port")
-                    .arg(port.to_string())
-                    .arg("--storage-path")
-                    .arg(&data);
+                c.args([
+                    "-m",
+                    "secantus",
+                    "--host",
+                    "127.0.0.1",
+                    "--log-level",
+                    "WARNING",
+                ])
+                .arg("--port")
+                .arg(port.to_string())
+                .arg("--storage-path")
+                .arg(&data);
                 c
             }),
         )
