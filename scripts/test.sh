@@ -10,10 +10,10 @@ log() { printf '\n== %s\n' "$*"; }
 log "backing services"
 bash scripts/services.sh
 # Where the tests find them (the same defaults the tests use when these are unset).
-export EMPORIUM_TEST_MONGO_URI="${EMPORIUM_TEST_MONGO_URI:-mongodb://127.0.0.1:27017/?directConnection=true}"
-export EMPORIUM_TEST_REDIS_URL="${EMPORIUM_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
-export EMPORIUM_TEST_AMQP_URL="${EMPORIUM_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-export EMPORIUM_TEST_SECANTUS="${EMPORIUM_TEST_SECANTUS:-$PWD/.venv-mongo/bin/python}"
+export EMP_TEST_MONGO_URI="${EMP_TEST_MONGO_URI:-mongodb://127.0.0.1:27017/?directConnection=true}"
+export EMP_TEST_REDIS_URL="${EMP_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
+export EMP_TEST_AMQP_URL="${EMP_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+export EMP_TEST_SECANTUS="${EMP_TEST_SECANTUS:-$PWD/.venv-mongo/bin/python}"
 
 log "toolchain"
 rustup show active-toolchain 2>/dev/null || true

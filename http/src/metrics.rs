@@ -80,13 +80,13 @@ pub async fn record(
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    let res = next.call(req).instrument(span.clone()).await?;
     if !span.is_disabled() {
-        let route = res.request().match_pattern().unwrap_or_default();
-        span.record("otel.name", format!("{} {route}", res.request().method()));
+        let route = req.match_pattern().unwrap_or_default();
+        span.record("otel.name", format!("{} {route}", req.method()));
         span.record("http.route", route);
-        span.record("http.response.status_code", res.status().as_u16());
     }
+    let res = next.call(req).instrument(span.clone()).await?;
+    span.record("http.response.status_code", res.status().as_u16());
     if let Some(m) = metrics {
         let route = res
             .request()

@@ -149,6 +149,11 @@ async fn one_checkout_exports_parented_spans() {
         Some("201")
     );
     assert!(http.parent_span_id.is_empty(), "the HTTP span is the root");
+    assert!(
+        http.name.starts_with("POST /api/") && http.name.ends_with("checkout"),
+        "{}",
+        http.name
+    );
     // The reservation went to the SKU's inventory actor, which wrote through the store.
     let inventory = children(&all, &cart)
         .into_iter()

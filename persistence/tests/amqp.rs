@@ -1,4 +1,4 @@
-//! `AmqpSink` against the real RabbitMQ (`EMPORIUM_TEST_AMQP_URL`, default the local guest broker).
+//! `AmqpSink` against the real RabbitMQ (`EMP_TEST_AMQP_URL`, default the local guest broker).
 //! Every test publishes to its own exchange (deleted when the test ends) and listens with its own
 //! exclusive queue, so tests never see each other's messages. A broker that goes away is played by
 //! a proxy the test cuts, never by stopping the shared broker.
@@ -27,7 +27,7 @@ use proxy::Proxy;
 const CREATED_AT_MS: u64 = 1_700_000_000_123;
 
 fn amqp_url() -> String {
-    std::env::var("EMPORIUM_TEST_AMQP_URL")
+    std::env::var("EMP_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
@@ -272,7 +272,7 @@ async fn fails_while_the_broker_is_cut_off_and_recovers_after() {
     let mut listener = Listener::bind(&exchange.name).await;
     let broker: AMQPUri = amqp_url()
         .parse()
-        .unwrap_or_else(|e| panic!("EMPORIUM_TEST_AMQP_URL: {e}"));
+        .unwrap_or_else(|e| panic!("EMP_TEST_AMQP_URL: {e}"));
     let upstream: SocketAddr =
         tokio::net::lookup_host((broker.authority.host.as_str(), broker.authority.port))
             .await

@@ -4,7 +4,7 @@
 //!
 //! Each test works in its own database (`emporium_test_<uuid>`, dropped at the end, also when the
 //! test fails). A server that cannot be reached fails the test; nothing is skipped.
-//! Env: `EMPORIUM_TEST_MONGO_URI` (the shared server), `EMPORIUM_TEST_SECANTUS` (a python with
+//! Env: `EMP_TEST_MONGO_URI` (the shared server), `EMP_TEST_SECANTUS` (a python with
 //! secantus, for the private server of the outage test).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,11 +20,11 @@ use mongodb::bson::{doc, Binary};
 const DEFAULT_URI: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
 
 fn mongo_uri() -> String {
-    std::env::var("EMPORIUM_TEST_MONGO_URI").unwrap_or_else(|_| DEFAULT_URI.to_owned())
+    std::env::var("EMP_TEST_MONGO_URI").unwrap_or_else(|_| DEFAULT_URI.to_owned())
 }
 
 fn secantus_python() -> String {
-    std::env::var("EMPORIUM_TEST_SECANTUS").unwrap_or_else(|_| {
+    std::env::var("EMP_TEST_SECANTUS").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-mongo/bin/python").to_owned()
     })
 }

@@ -14,18 +14,18 @@ use std::time::{Duration, Instant};
 use super::NodeOpts;
 
 pub fn mongo_uri() -> String {
-    std::env::var("EMPORIUM_TEST_MONGO_URI")
+    std::env::var("EMP_TEST_MONGO_URI")
         .unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into())
 }
 pub fn redis_url() -> String {
-    std::env::var("EMPORIUM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+    std::env::var("EMP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 pub fn amqp_url() -> String {
-    std::env::var("EMPORIUM_TEST_AMQP_URL")
+    std::env::var("EMP_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 fn secantus_python() -> String {
-    std::env::var("EMPORIUM_TEST_SECANTUS")
+    std::env::var("EMP_TEST_SECANTUS")
         .unwrap_or_else(|_| format!("{}/../.venv-mongo/bin/python", env!("CARGO_MANIFEST_DIR")))
 }
 

@@ -41,7 +41,7 @@ impl SnapshotStore for CountingStore {
 }
 
 pub fn shared_redis_url() -> String {
-    std::env::var("EMPORIUM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+    std::env::var("EMP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
 /// A prefix no other test run uses.
