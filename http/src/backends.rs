@@ -4,28 +4,26 @@
 //!
 //! Deliberately does not: retry at start beyond what the drivers do. A store that cannot be
 //! reached stops the start with a message; Redis and RabbitMQ that cannot be reached do not
-//! (the cache is bypassed and events wait in the outbox).
+//! (the cache is bypassed and events wait in the outbox). A backend left out of the build
+//! (cargo features `mongodb`, `redis`, `amqp`) is refused with a message naming the feature.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use emporium_engine::InProcessSink;
-use emporium_persistence::{
-    AmqpOptions, AmqpSink, CacheOptions, CacheStats, CachedSnapshots, CommitStats, EventSink,
-    MongoStore, SledStore, Stores,
-};
+use emporium_persistence::{CacheStats, CommitStats, EventSink, SledStore, Stores};
 
 use crate::config::{Config, StoreKind};
-use crate::events::JsonEvents;
 
 /// What a node runs on, and the handles `/readyz` and `/metrics` read.
 pub struct Backends {
     pub stores: Stores,
+    /// `sled` or `mongodb`, for `/readyz`.
+    pub store_name: &'static str,
+    /// Database the shared store uses (namespaces the cache keys).
+    pub database: Option<String>,
     /// Group-commit counters of the embedded store.
     pub commits: Option<Arc<CommitStats>>,
-    /// The shared store, when there is one (pinged by `/readyz`).
-    pub mongo: Option<Arc<MongoStore>>,
     pub cache: Option<Arc<CacheStats>>,
 }
 
@@ -44,59 +42,88 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Backends> {
             let commits = store.commit_stats();
             Backends {
                 stores: Stores::from_backend(Arc::new(store)),
+                store_name: "sled",
+                database: None,
                 commits: Some(commits),
-                mongo: None,
                 cache: None,
             }
         }
-        StoreKind::Mongo(uri) => {
-            let store = Arc::new(
-                MongoStore::connect(&uri)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot open the MongoDB store: {e}"))?,
-            );
-            tracing::info!(
-                database = store.database_name(),
-                "store: MongoDB-compatible"
-            );
-            Backends {
-                stores: Stores::from_backend(store.clone()),
-                commits: None,
-                mongo: Some(store),
-                cache: None,
-            }
-        }
+        StoreKind::Mongo(uri) => open_mongo(&uri).await?,
     };
     if let Some(url) = &config.redis_url {
-        // Keys are namespaced by database, so stores sharing one Redis never read each other's.
-        let prefix = match &backends.mongo {
-            Some(store) => format!("emporium:{}", store.database_name()),
-            None => "emporium".to_owned(),
-        };
-        let options = CacheOptions {
-            ttl: Duration::from_secs(config.cart_cache_ttl_secs),
-            kinds: vec!["cart"],
-            prefix,
-            ..CacheOptions::default()
-        };
-        let cached = CachedSnapshots::new(backends.stores.snapshots.clone(), url, options)
-            .map_err(|e| anyhow::anyhow!("redis_url: {e}"))?;
-        backends.cache = Some(cached.stats());
-        backends.stores.snapshots = Arc::new(cached);
-        tracing::info!("cart cache: Redis");
+        add_cart_cache(&mut backends, url, config.cart_cache_ttl_secs)?;
     }
     Ok(backends)
 }
 
+#[cfg(feature = "mongodb")]
+async fn open_mongo(uri: &str) -> anyhow::Result<Backends> {
+    let store = emporium_persistence::MongoStore::connect(uri)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the MongoDB store: {e}"))?;
+    let database = store.database_name().to_owned();
+    tracing::info!(%database, "store: MongoDB-compatible");
+    Ok(Backends {
+        stores: Stores::from_backend(Arc::new(store)),
+        store_name: "mongodb",
+        database: Some(database),
+        commits: None,
+        cache: None,
+    })
+}
+
+#[cfg(not(feature = "mongodb"))]
+async fn open_mongo(_uri: &str) -> anyhow::Result<Backends> {
+    anyhow::bail!("store: this build has no MongoDB support (cargo feature `mongodb`)")
+}
+
+#[cfg(feature = "redis")]
+fn add_cart_cache(backends: &mut Backends, url: &str, ttl_secs: u64) -> anyhow::Result<()> {
+    use emporium_persistence::{CacheOptions, CachedSnapshots};
+    // Keys are namespaced by database, so stores sharing one Redis never read each other's.
+    let prefix = match &backends.database {
+        Some(db) => format!("emporium:{db}"),
+        None => "emporium".to_owned(),
+    };
+    let options = CacheOptions {
+        ttl: std::time::Duration::from_secs(ttl_secs),
+        kinds: vec!["cart"],
+        prefix,
+        ..CacheOptions::default()
+    };
+    let cached = CachedSnapshots::new(backends.stores.snapshots.clone(), url, options)
+        .map_err(|e| anyhow::anyhow!("redis_url: {e}"))?;
+    backends.cache = Some(cached.stats());
+    backends.stores.snapshots = Arc::new(cached);
+    tracing::info!("cart cache: Redis");
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+fn add_cart_cache(_: &mut Backends, _url: &str, _ttl_secs: u64) -> anyhow::Result<()> {
+    anyhow::bail!("redis_url: this build has no Redis support (cargo feature `redis`)")
+}
+
 /// The event sink: RabbitMQ when configured (events as JSON), else in this process.
 pub async fn event_sink(config: &Config) -> anyhow::Result<Arc<dyn EventSink>> {
-    let Some(url) = &config.amqp_url else {
-        return Ok(Arc::new(InProcessSink::default()));
-    };
+    match &config.amqp_url {
+        None => Ok(Arc::new(InProcessSink::default())),
+        Some(url) => amqp_sink(url).await,
+    }
+}
+
+#[cfg(feature = "amqp")]
+async fn amqp_sink(url: &str) -> anyhow::Result<Arc<dyn EventSink>> {
+    use emporium_persistence::{AmqpOptions, AmqpSink};
     let sink =
         AmqpSink::new(url, AmqpOptions::default()).map_err(|e| anyhow::anyhow!("amqp_url: {e}"))?;
     if let Err(e) = sink.connect().await {
         tracing::warn!(error = %e, "RabbitMQ is not reachable yet; order events wait in the outbox");
     }
-    Ok(Arc::new(JsonEvents::new(sink)))
+    Ok(Arc::new(crate::events::JsonEvents::new(sink)))
+}
+
+#[cfg(not(feature = "amqp"))]
+async fn amqp_sink(_url: &str) -> anyhow::Result<Arc<dyn EventSink>> {
+    anyhow::bail!("amqp_url: this build has no RabbitMQ support (cargo feature `amqp`)")
 }

@@ -36,8 +36,8 @@ pub struct AppState {
     pub sink: Arc<dyn emporium_persistence::EventSink>,
     /// Group-commit counters of the embedded store.
     pub commits: Option<Arc<emporium_persistence::CommitStats>>,
-    /// The shared store, when the node runs on one.
-    pub mongo: Option<Arc<emporium_persistence::MongoStore>>,
+    /// `sled` or `mongodb`.
+    pub store_name: &'static str,
     /// Counters of the Redis cart cache, when there is one.
     pub cache: Option<Arc<emporium_persistence::CacheStats>>,
     pub body_limit: usize,

@@ -134,7 +134,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         match import_products(&engine, demo).await {
             Ok((created, _)) => tracing::info!(products = created, "loaded the demo catalog"),
             // Another node sharing the store may have loaded it at the same moment.
-            Err(e) if backends.mongo.is_some() => {
+            Err(e) if backends.database.is_some() => {
                 tracing::warn!(error = %e, "loading the demo catalog failed; another node may have loaded it")
             }
             Err(e) => return Err(e),
@@ -153,7 +153,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         relay: relay.stats(),
         sink,
         commits: backends.commits,
-        mongo: backends.mongo,
+        store_name: backends.store_name,
         cache: backends.cache,
         body_limit: config.body_limit_bytes,
     });

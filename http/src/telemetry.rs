@@ -1,27 +1,26 @@
 //! Logging and tracing. Logs go to stderr (filtered by `RUST_LOG`, default `info`). With
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, the spans of a request — HTTP → actor → store, and the
-//! relay's publishes — are exported over OTLP/HTTP (protobuf) in batches from a background
-//! thread; the standard `OTEL_*` variables (service name, batch delay, headers) apply.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set (and the `otel` cargo feature, on by default), the spans of a
+//! request — HTTP → actor → store, and the relay's publishes — are exported over OTLP/HTTP
+//! (protobuf) in batches from a background thread; the standard `OTEL_*` variables (service
+//! name, batch delay, headers) apply.
 //!
 //! Without the endpoint nothing is exported and nothing slows down: the spans are created at
 //! `TRACE` level under the `emporium` targets, and no layer enables them, so their call sites are
 //! disabled once and cost a cached check.
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Exports what is still buffered when dropped (at the end of `main`).
 pub struct Telemetry {
-    provider: Option<SdkTracerProvider>,
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
+        #[cfg(feature = "otel")]
         if let Some(provider) = self.provider.take() {
             if let Err(e) = provider.shutdown() {
                 eprintln!("emporium: flushing traces failed: {e}");
@@ -30,7 +29,7 @@ impl Drop for Telemetry {
     }
 }
 
-/// Whether spans are to be exported (the endpoint is set and not empty).
+/// The collector's address, when one is set (and not empty).
 pub fn otlp_endpoint() -> Option<String> {
     std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
@@ -44,40 +43,69 @@ pub fn init() -> Telemetry {
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
-    let mut failure = None;
-    let provider = otlp_endpoint().and_then(|endpoint| match exporter() {
-        Ok(provider) => Some(provider),
-        Err(e) => {
-            failure = Some(format!("cannot export traces to {endpoint}: {e}"));
-            None
+    let registry = tracing_subscriber::registry().with(logs);
+    #[cfg(feature = "otel")]
+    {
+        let (provider, failure) = match otlp_endpoint().map(|endpoint| (otel::provider(), endpoint))
+        {
+            Some((Ok(provider), _)) => (Some(provider), None),
+            Some((Err(e), endpoint)) => (
+                None,
+                Some(format!("cannot export traces to {endpoint}: {e}")),
+            ),
+            None => (None, None),
+        };
+        registry.with(provider.as_ref().map(otel::layer)).init();
+        match (failure, otlp_endpoint()) {
+            (Some(failure), _) => tracing::error!("{failure}"),
+            (None, Some(endpoint)) => tracing::info!(%endpoint, "exporting traces over OTLP/HTTP"),
+            (None, None) => {}
         }
-    });
-    let spans = provider.as_ref().map(|provider| {
+        Telemetry { provider }
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.init();
+        if otlp_endpoint().is_some() {
+            tracing::warn!("OTEL_EXPORTER_OTLP_ENDPOINT is set but this build has no OpenTelemetry exporter (cargo feature `otel`)");
+        }
+        Telemetry {}
+    }
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing::level_filters::LevelFilter;
+    use tracing::Subscriber;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::registry::LookupSpan;
+    use tracing_subscriber::Layer;
+
+    /// Exports our spans (the `emporium` targets) to the provider's tracer.
+    pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("emporium"))
             .with_filter(Targets::new().with_target("emporium", LevelFilter::TRACE))
-    });
-    tracing_subscriber::registry().with(logs).with(spans).init();
-    if let Some(failure) = failure {
-        tracing::error!("{failure}");
-    } else if let Some(endpoint) = otlp_endpoint() {
-        tracing::info!(%endpoint, "exporting traces over OTLP/HTTP");
     }
-    Telemetry { provider }
-}
 
-fn exporter() -> Result<SdkTracerProvider, String> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "emporium".into());
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name(service)
-                .build(),
-        )
-        .build())
+    pub fn provider() -> Result<SdkTracerProvider, String> {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "emporium".into());
+        Ok(SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(service)
+                    .build(),
+            )
+            .build())
+    }
 }

@@ -12,11 +12,16 @@
 //! RabbitMQ with publisher confirms). `CachedSnapshots` puts Redis in front of any snapshot store as
 //! a cache that only makes activation faster: the wrapped store stays the truth.
 
+#[cfg(feature = "amqp")]
 mod amqp;
 mod error;
 mod memory;
+#[cfg(feature = "mongodb")]
 mod mongo;
+// Envelopes are encoded only by the backends that store bytes (sled, and Redis for the cache).
+#[cfg_attr(not(any(feature = "sled", feature = "redis")), allow(dead_code))]
 mod record;
+#[cfg(feature = "redis")]
 mod redis_cache;
 #[cfg(feature = "sled")]
 mod sled_store;
@@ -27,12 +32,15 @@ mod wal;
 #[cfg(feature = "testsuite")]
 pub mod conformance;
 
+#[cfg(feature = "amqp")]
 pub use amqp::{AmqpOptions, AmqpSink, MIN_RECONNECT_INTERVAL};
 pub use error::Error;
 pub use memory::MemoryStore;
+#[cfg(feature = "mongodb")]
 pub use mongo::MongoStore;
 pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
-pub use redis_cache::{CacheOptions, CacheStats, CachedSnapshots};
+#[cfg(feature = "redis")]
+pub use redis_cache::{CacheOptions, CachedSnapshots};
 #[cfg(feature = "sled")]
 pub use sled_store::{CommitStats, SledStore};
-pub use traits::{CatalogStore, EventSink, Outbox, SnapshotStore, Stores};
+pub use traits::{CacheStats, CatalogStore, EventSink, Outbox, SnapshotStore, Stores};

@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,6 +14,10 @@ pub trait SnapshotStore: Send + Sync + 'static {
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error>;
     /// Every snapshot of `kind` whose owner is `owner`.
     async fn list_by_owner(&self, kind: &str, owner: &str) -> Result<Vec<Snapshot>, Error>;
+    /// Whether the store answers (for `/readyz`); embedded stores always do.
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Events waiting for the relay. Entries are appended only through [`SnapshotStore::save`].
@@ -43,6 +48,19 @@ pub trait EventSink: Send + Sync + 'static {
     fn healthy(&self) -> bool {
         true
     }
+}
+
+/// Counters of a snapshot cache, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Loads served from Redis.
+    pub hits: AtomicU64,
+    /// Loads of a cached kind served from the store (absent, stale, skipped or failed in Redis).
+    pub misses: AtomicU64,
+    /// Redis commands that failed or timed out.
+    pub errors: AtomicU64,
+    /// Whether the last Redis command worked (false until the first one has).
+    pub healthy: AtomicBool,
 }
 
 /// Products, keyed by id, with a unique SKU.

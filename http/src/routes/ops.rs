@@ -15,13 +15,11 @@ pub async fn healthz() -> HttpResponse {
 /// cart cache are reported but do not make the node unready: events wait in the outbox, and carts
 /// are read from the store.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let store_up = match &state.mongo {
-        Some(store) => matches!(
-            tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await,
-            Ok(Ok(()))
-        ),
-        None => true,
-    };
+    let ping = state.engine.stores().snapshots.ping();
+    let store_up = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
+        Ok(Ok(()))
+    );
     let broker = match (state.sink.name(), state.sink.healthy()) {
         ("in-process", _) => "in-process",
         (_, true) => "up",
@@ -43,7 +41,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.engine.is_serving() {
         HttpResponse::Ok().json(json!({
             "status": "ready",
-            "store": if state.mongo.is_some() { "mongodb" } else { "sled" },
+            "store": state.store_name,
             "broker": broker,
             "cartCache": cache,
         }))

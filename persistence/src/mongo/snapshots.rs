@@ -99,6 +99,10 @@ impl MongoStore {
 
 #[async_trait]
 impl SnapshotStore for MongoStore {
+    async fn ping(&self) -> Result<(), Error> {
+        MongoStore::ping(self).await
+    }
+
     async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, Error> {
         self.bounded("load", async move {
             let found = self

@@ -16,14 +16,14 @@
 mod dirty;
 mod link;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::record::{decode_snapshot, encode_snapshot};
-use crate::{Error, Snapshot, SnapshotStore, SnapshotWrite};
+use crate::{CacheStats, Error, Snapshot, SnapshotStore, SnapshotWrite};
 use dirty::{Dirty, WriteCounters, DIRTY_BOUND};
 use link::Link;
 
@@ -52,19 +52,6 @@ impl Default for CacheOptions {
             op_timeout: Duration::from_millis(250),
         }
     }
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct CacheStats {
-    /// Loads served from Redis.
-    pub hits: AtomicU64,
-    /// Loads of a cached kind served from the store (absent, stale, skipped or failed in Redis).
-    pub misses: AtomicU64,
-    /// Redis commands that failed or timed out.
-    pub errors: AtomicU64,
-    /// Whether the last Redis command worked (false until the first one has).
-    pub healthy: AtomicBool,
 }
 
 /// A [`SnapshotStore`] that caches selected kinds in Redis in front of `inner`.
@@ -189,6 +176,10 @@ impl CachedSnapshots {
 
 #[async_trait]
 impl SnapshotStore for CachedSnapshots {
+    async fn ping(&self) -> Result<(), Error> {
+        self.inner.ping().await
+    }
+
     async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, Error> {
         if !self.cached(kind) {
             return self.inner.load(kind, key).await;
