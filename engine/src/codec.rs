@@ -15,6 +15,12 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// Whether `bytes` carry a format marker newer than this build knows (written by a newer build
+/// during a rolling deploy): not corrupt, just not ours to read.
+pub fn is_newer_format(bytes: &[u8]) -> bool {
+    bytes.first().is_some_and(|&marker| marker > FORMAT_V1)
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     match bytes.split_first() {
         Some((&FORMAT_V1, body)) => {

@@ -22,6 +22,12 @@ pub fn decode_order_event(payload: &[u8]) -> Result<OrderEvent, crate::Error> {
     codec::decode(payload)
 }
 
+/// Whether an outbox payload was written by a newer build than this one (another node can relay
+/// it; this one must not drop it).
+pub fn is_from_newer_build(payload: &[u8]) -> bool {
+    codec::is_newer_format(payload)
+}
+
 /// Delivers events to subscribers in this process (and to the log).
 pub struct InProcessSink {
     tx: broadcast::Sender<OrderEvent>,

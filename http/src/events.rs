@@ -67,10 +67,19 @@ impl<S: EventSink> EventSink for JsonEvents<S> {
                     payload,
                     ..entry.clone()
                 }),
-                // An event no build of this program can read would block the outbox forever;
-                // it is logged and skipped (it stays stored, marked delivered with its batch).
+                // Written by a newer build (a rolling deploy): leave the batch to a node that can
+                // read it; this one retries later, by when it may be upgraded too.
+                Err(e) if emporium_engine::is_from_newer_build(&entry.payload) => {
+                    return Err(Error::Unavailable(format!(
+                        "event {} was written by a newer build: {e}",
+                        entry.event_id
+                    )));
+                }
+                // Corrupt under a format this build knows: no build can ever read it, and it
+                // would block the outbox forever. It is logged and skipped; it stays stored,
+                // marked delivered with its batch, for an operator to inspect.
                 Err(e) => {
-                    tracing::error!(event_id = %entry.event_id, error = %e, "undecodable order event skipped")
+                    tracing::error!(event_id = %entry.event_id, error = %e, "corrupt order event skipped")
                 }
             }
         }
@@ -79,5 +88,51 @@ impl<S: EventSink> EventSink for JsonEvents<S> {
 
     fn healthy(&self) -> bool {
         self.inner.healthy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl EventSink for &'static Capture {
+        fn name(&self) -> &'static str {
+            "capture"
+        }
+        async fn publish(&self, entries: &[OutboxEntry]) -> Result<(), Error> {
+            let mut seen = self
+                .0
+                .lock()
+                .map_err(|_| Error::Unavailable("poisoned".into()))?;
+            seen.extend(entries.iter().map(|e| e.event_id.clone()));
+            Ok(())
+        }
+    }
+
+    fn entry(id: &str, payload: Vec<u8>) -> OutboxEntry {
+        OutboxEntry {
+            event_id: id.into(),
+            routing_key: "order.created".into(),
+            payload,
+            created_at_ms: 1,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn newer_events_are_left_for_a_newer_node_and_corrupt_ones_skipped() {
+        let capture: &'static Capture = Box::leak(Box::default());
+        let sink = JsonEvents::new(capture);
+        // Corrupt under the known format: skipped, the rest of the batch goes on.
+        assert_eq!(sink.publish(&[entry("bad", vec![1, 0xff])]).await, Ok(()));
+        assert_eq!(capture.0.lock().map(|s| s.len()).unwrap_or(9), 0);
+        // From a newer build: the batch is refused so it is not marked delivered.
+        let newer = sink.publish(&[entry("new", vec![2, 0, 0])]).await;
+        assert!(matches!(newer, Err(Error::Unavailable(_))), "{newer:?}");
     }
 }

@@ -14,6 +14,11 @@ pub trait SnapshotStore: Send + Sync + 'static {
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error>;
     /// Every snapshot of `kind` whose owner is `owner`.
     async fn list_by_owner(&self, kind: &str, owner: &str) -> Result<Vec<Snapshot>, Error>;
+    /// The stored version of an entity (0 = absent), without its data. Caches check what they
+    /// hold against it.
+    async fn version(&self, kind: &str, key: &str) -> Result<u64, Error> {
+        Ok(self.load(kind, key).await?.map_or(0, |s| s.version))
+    }
     /// Whether the store answers (for `/readyz`); embedded stores always do.
     async fn ping(&self) -> Result<(), Error> {
         Ok(())

@@ -142,29 +142,46 @@ pub(super) async fn run(
         payment_ref,
         now,
     );
+    let order_id = order.id.clone();
     match engine.create_order(order).await {
-        Ok(reply) if reply.created => {
-            let mut outcome = Outcome::changed(
-                Arc::default(),
-                CartReply::Checkout(CheckoutOutcome {
-                    order: reply.order,
-                    created: true,
-                }),
-            );
-            // The order is stored and paid: a failure to clear the cart must not turn into a
-            // retryable error that would buy the same cart twice.
-            outcome.reply_stands = true;
-            Ok(outcome)
-        }
+        Ok(reply) if reply.created => Ok(stored(reply.order)),
         Ok(reply) => {
             release_all(&engine, &reserved).await;
             Ok(replay(reply.order))
         }
         Err(e) => {
-            release_all(&engine, &reserved).await;
-            Err(e)
+            // A remote store can fail a write it applied (a lost acknowledgement, a timeout).
+            // If the order is there, it stands; if that cannot be known, the reservations are
+            // kept (stock reads low, never oversold) rather than given back under a live order.
+            match engine.load_order(&order_id).await {
+                Ok(Some(order)) => Ok(stored(order)),
+                Ok(None) if !matches!(e, Error::Unavailable(_) | Error::Fenced(_)) => {
+                    release_all(&engine, &reserved).await;
+                    Err(e)
+                }
+                _ => {
+                    tracing::error!(order = %order_id, ?reserved, error = %e,
+                        "order write failed with an unknown outcome; its stock stays reserved");
+                    Err(e)
+                }
+            }
         }
     }
+}
+
+/// The reply for an order this checkout stored.
+fn stored(order: Order) -> Outcome<Arc<CartState>, CartReply> {
+    let mut outcome = Outcome::changed(
+        Arc::default(),
+        CartReply::Checkout(CheckoutOutcome {
+            order,
+            created: true,
+        }),
+    );
+    // The order is stored and paid: a failure to clear the cart must not turn into a
+    // retryable error that would buy the same cart twice.
+    outcome.reply_stands = true;
+    outcome
 }
 
 #[cfg(test)]

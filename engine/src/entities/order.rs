@@ -130,7 +130,7 @@ impl Engine {
     }
 
     /// Reads an acknowledged order from the store.
-    async fn load_order(&self, id: &str) -> Result<Option<Order>, Error> {
+    pub(crate) async fn load_order(&self, id: &str) -> Result<Option<Order>, Error> {
         match self.stores().snapshots.load(OrderEntity::KIND, id).await? {
             Some(snapshot) => codec::decode::<Option<Order>>(&snapshot.data),
             None => Ok(None),

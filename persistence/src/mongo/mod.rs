@@ -24,7 +24,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
-use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
 
 use crate::Error;
@@ -37,7 +37,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest one store operation may take before it is given up as `Unavailable`. The driver
 /// has no socket timeout, so without this a server that stops answering (a black-holed network,
 /// a frozen process) would hang the caller. Long enough for a replica-set election.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SNAPSHOTS: &str = "snapshots";
 const DELIVERED: &str = "outbox_delivered";
@@ -66,6 +66,11 @@ impl MongoStore {
         options.server_selection_timeout =
             options.server_selection_timeout.or(Some(DEFAULT_TIMEOUT));
         options.connect_timeout = options.connect_timeout.or(Some(DEFAULT_TIMEOUT));
+        // DocumentDB refuses retryable writes; a write that fails is answered 503 and retried by
+        // the client instead. Reads see only what a majority has, so neither a snapshot nor an
+        // outbox event that a failover could roll back is ever read (or published).
+        options.retry_writes = options.retry_writes.or(Some(false));
+        options.read_concern = Some(ReadConcern::majority());
         // Acknowledged means durable: a majority has it in its journal.
         options.write_concern = Some(
             WriteConcern::builder()
@@ -166,6 +171,16 @@ impl MongoStore {
             IndexModel::builder()
                 .keys(doc! { "outbox.event_id": 1 })
                 .options(named("outbox_event_id"))
+                .build(),
+            // Only documents with pending events have `outbox_at`: the relay's scan stays small.
+            IndexModel::builder()
+                .keys(doc! { "outbox_at": 1, "_id": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name("outbox_at".to_owned())
+                        .sparse(true)
+                        .build(),
+                )
                 .build(),
         ];
         self.snapshots

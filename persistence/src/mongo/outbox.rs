@@ -25,9 +25,11 @@ use crate::{Error, Outbox, OutboxEntry, OutboxRecord};
 /// The document that holds events appended without a snapshot.
 const LOOSE_ID: &str = "_outbox/loose";
 
-/// Documents with at least one pending event (served by the `outbox.event_id` index).
+/// Documents with pending events: those with an `outbox_at` (set with the first pending event,
+/// unset once the outbox is empty), served by the sparse `outbox_at` index, which also gives the
+/// sort order. A document caught between the pull and the unset matches with no events.
 fn pending_filter() -> Document {
-    doc! { "outbox.event_id": { "$exists": true } }
+    doc! { "outbox_at": { "$exists": true } }
 }
 
 fn decode_event(event: &Bson, doc_id: &str) -> Result<OutboxEntry, Error> {

@@ -116,6 +116,20 @@ impl SnapshotStore for MongoStore {
         .await
     }
 
+    async fn version(&self, kind: &str, key: &str) -> Result<u64, Error> {
+        self.bounded("version", async move {
+            let found = self
+                .snapshots
+                .find_one(doc! { "_id": doc_id(kind, key) })
+                .projection(doc! { "_id": 0, "version": 1 })
+                .await
+                .map_err(map)?;
+            let key = doc_id(kind, key);
+            found.map_or(Ok(0), |d| get_u64(&d, "version", &key))
+        })
+        .await
+    }
+
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error> {
         self.bounded("save", async move {
             let SnapshotWrite {

@@ -186,9 +186,31 @@ impl SnapshotStore for CachedSnapshots {
         }
         let rkey = self.redis_key(kind, key);
         self.flush_dirty().await;
-        if let Some(s) = self.read_cached(&rkey).await {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(s));
+        // The store's version is read beside the cached value (a small read, in parallel): Redis
+        // serves only what the store still has. The process that failed a write-through may have
+        // died with its dirty set, or Redis may have restarted from an older copy. If the store
+        // cannot answer, the cached value is served (reads go on; writes fail at the store).
+        let (cached, stored) = tokio::join!(self.read_cached(&rkey), self.inner.version(kind, key));
+        match (cached, stored) {
+            (Some(s), Ok(version)) if s.version == version => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(s));
+            }
+            (Some(s), Err(e)) => {
+                tracing::debug!(key = rkey, error = %e, "store unreachable; serving the cached value");
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(s));
+            }
+            (Some(s), Ok(version)) => {
+                tracing::warn!(
+                    key = rkey,
+                    cached = s.version,
+                    stored = version,
+                    "stale cache entry dropped"
+                );
+                self.invalidate(rkey.clone()).await;
+            }
+            (None, _) => {}
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let writes = self.writes.get(&rkey);
@@ -228,5 +250,9 @@ impl SnapshotStore for CachedSnapshots {
 
     async fn list_by_owner(&self, kind: &str, owner: &str) -> Result<Vec<Snapshot>, Error> {
         self.inner.list_by_owner(kind, owner).await
+    }
+
+    async fn version(&self, kind: &str, key: &str) -> Result<u64, Error> {
+        self.inner.version(kind, key).await
     }
 }

@@ -34,11 +34,48 @@ async fn save(store: &CachedSnapshots, key: &str, expected: u64, data: &[u8]) ->
     .unwrap_or_else(|e| panic!("save: {e}"))
 }
 
-/// What Redis holds for a key, decoded through a cache whose store is empty (so a value can only
-/// come from Redis). `None` when absent.
+/// What Redis holds for a cart key, decoded from the raw bytes (format marker 1, then bincode of
+/// version, owner, data). `None` when absent.
 async fn decoded_from_redis(url: &str, prefix: &str, key: &str) -> Option<Snapshot> {
-    let empty = Arc::new(CountingStore::default());
-    load(&cache(&empty, url, prefix), key).await
+    let raw = raw_get(&mut plain(url).await, &format!("{prefix}:cart:{key}")).await?;
+    let (marker, body) = raw.split_first()?;
+    assert_eq!(*marker, SNAPSHOT_FORMAT_V1, "format marker");
+    let (version, owner, data): (u64, Option<String>, Vec<u8>) =
+        bincode::deserialize(body).unwrap_or_else(|e| panic!("cache entry does not decode: {e}"));
+    Some(Snapshot {
+        version,
+        owner,
+        data,
+    })
+}
+
+/// A value Redis kept while the store moved on (the process whose write-through failed died with
+/// its dirty set, or Redis came back from an older copy) is never served: the cache checks the
+/// store's version beside it, drops the entry and serves the store's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_value_older_than_the_store_is_never_served() {
+    let (url, prefix) = (shared_redis_url(), unique_prefix());
+    let inner = Arc::new(CountingStore::default());
+    let first = cache(&inner, &url, &prefix);
+    assert_eq!(save(&first, "old@b.c", 0, b"v1").await, 1);
+    assert_eq!(
+        decoded_from_redis(&url, &prefix, "old@b.c")
+            .await
+            .map(|s| s.version),
+        Some(1)
+    );
+    // Another writer moves the store on without reaching Redis.
+    assert_eq!(inner.save(write("cart", "old@b.c", 1, b"v2")).await, Ok(2));
+    let fresh = cache(&inner, &url, &prefix);
+    let got = load(&fresh, "old@b.c").await;
+    assert_eq!(got.map(|s| (s.version, s.data)), Some((2, b"v2".to_vec())));
+    assert_eq!(fresh.stats().hits.load(Ordering::SeqCst), 0, "not a hit");
+    // The stale entry is gone or replaced by the store's state.
+    let cached = decoded_from_redis(&url, &prefix, "old@b.c")
+        .await
+        .map(|s| s.version);
+    assert!(matches!(cached, None | Some(2)), "{cached:?}");
+    cleanup(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,11 @@ impl SnapshotStore for CountingStore {
     async fn list_by_owner(&self, kind: &str, owner: &str) -> Result<Vec<Snapshot>, Error> {
         self.inner.list_by_owner(kind, owner).await
     }
+    /// The cache's version check: a small read, not a load (a store serves it without the data).
+    async fn version(&self, kind: &str, key: &str) -> Result<u64, Error> {
+        let loaded = self.inner.load(kind, key).await?;
+        Ok(loaded.map_or(0, |s| s.version))
+    }
 }
 
 pub fn shared_redis_url() -> String {
