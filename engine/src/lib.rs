@@ -24,6 +24,7 @@ pub mod inventory;
 pub mod order;
 pub mod payment;
 mod relay;
+pub mod trace;
 pub mod user;
 
 pub use actor::KindStats;

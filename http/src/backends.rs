@@ -14,6 +14,7 @@ use emporium_engine::InProcessSink;
 use emporium_persistence::{CacheStats, CommitStats, EventSink, SledStore, Stores};
 
 use crate::config::{Config, StoreKind};
+use crate::events::Traced;
 
 /// What a node runs on, and the handles `/readyz` and `/metrics` read.
 pub struct Backends {
@@ -107,7 +108,7 @@ fn add_cart_cache(_: &mut Backends, _url: &str, _ttl_secs: u64) -> anyhow::Resul
 /// The event sink: RabbitMQ when configured (events as JSON), else in this process.
 pub async fn event_sink(config: &Config) -> anyhow::Result<Arc<dyn EventSink>> {
     match &config.amqp_url {
-        None => Ok(Arc::new(InProcessSink::default())),
+        None => Ok(Arc::new(Traced::new(InProcessSink::default()))),
         Some(url) => amqp_sink(url).await,
     }
 }
@@ -120,7 +121,7 @@ async fn amqp_sink(url: &str) -> anyhow::Result<Arc<dyn EventSink>> {
     if let Err(e) = sink.connect().await {
         tracing::warn!(error = %e, "RabbitMQ is not reachable yet; order events wait in the outbox");
     }
-    Ok(Arc::new(crate::events::JsonEvents::new(sink)))
+    Ok(Arc::new(Traced::new(crate::events::JsonEvents::new(sink))))
 }
 
 #[cfg(not(feature = "amqp"))]

@@ -91,6 +91,41 @@ impl<S: EventSink> EventSink for JsonEvents<S> {
     }
 }
 
+/// A sink that traces each event's publication in the trace of the request that wrote it (a
+/// span per event, parented by its `traceparent`, open until the sink accepted the batch).
+pub struct Traced<S> {
+    inner: S,
+}
+
+impl<S: EventSink> Traced<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+#[async_trait]
+impl<S: EventSink> EventSink for Traced<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn publish(&self, entries: &[OutboxEntry]) -> Result<(), Error> {
+        let spans: Vec<tracing::Span> = entries
+            .iter()
+            .map(|e| {
+                crate::telemetry::event_span(&e.event_id, &e.routing_key, e.trace_parent.as_deref())
+            })
+            .collect();
+        let published = self.inner.publish(entries).await;
+        drop(spans);
+        published
+    }
+
+    fn healthy(&self) -> bool {
+        self.inner.healthy()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -117,6 +152,7 @@ mod tests {
 
     fn entry(id: &str, payload: Vec<u8>) -> OutboxEntry {
         OutboxEntry {
+            trace_parent: None,
             event_id: id.into(),
             routing_key: "order.created".into(),
             payload,

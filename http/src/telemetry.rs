@@ -56,6 +56,9 @@ pub fn init() -> Telemetry {
             None => (None, None),
         };
         registry.with(provider.as_ref().map(otel::layer)).init();
+        if provider.is_some() {
+            emporium_engine::trace::set_capture(otel::capture);
+        }
         match (failure, otlp_endpoint()) {
             (Some(failure), _) => tracing::error!("{failure}"),
             (None, Some(endpoint)) => tracing::info!(%endpoint, "exporting traces over OTLP/HTTP"),
@@ -73,8 +76,72 @@ pub fn init() -> Telemetry {
     }
 }
 
+/// A span for publishing one order event, parented to the span that wrote the event (its
+/// `traceparent`), so the publication shows in the trace of the request that caused it.
+/// Disabled (free) without OpenTelemetry.
+pub fn event_span(event_id: &str, routing_key: &str, trace_parent: Option<&str>) -> tracing::Span {
+    let span = tracing::trace_span!(target: "emporium::relay", "order.event",
+        otel.name = "order.event", otel.kind = "producer",
+        messaging.message.id = %event_id, messaging.destination.name = %routing_key);
+    #[cfg(feature = "otel")]
+    if !span.is_disabled() {
+        if let Some(parent) = trace_parent.and_then(otel::parse_traceparent) {
+            otel::set_parent(&span, parent);
+        }
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = trace_parent;
+    span
+}
+
 #[cfg(feature = "otel")]
 mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    /// The current span's context as a W3C `traceparent`.
+    pub fn capture() -> Option<String> {
+        let cx = tracing::Span::current().context();
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| {
+            format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            )
+        })
+    }
+
+    /// `00-<trace id>-<span id>-<flags>`; anything else is ignored.
+    pub fn parse_traceparent(text: &str) -> Option<SpanContext> {
+        let mut parts = text.split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version != "00" || parts.next().is_some() {
+            return None;
+        }
+        let trace = TraceId::from_hex(trace).ok()?;
+        let span = SpanId::from_hex(span).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let sc = SpanContext::new(
+            trace,
+            span,
+            TraceFlags::new(flags),
+            true,
+            TraceState::default(),
+        );
+        sc.is_valid().then_some(sc)
+    }
+
+    pub fn set_parent(span: &tracing::Span, parent: SpanContext) {
+        let cx = opentelemetry::Context::new().with_remote_span_context(parent);
+        let _ = span.set_parent(cx);
+    }
+
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::trace::SdkTracerProvider;
     use tracing::level_filters::LevelFilter;

@@ -1,6 +1,7 @@
 //! Issue 3, acceptance 8: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, one checkout's spans arrive over
 //! OTLP/HTTP at a receiver on 127.0.0.1, parented HTTP request → cart actor → store write, with the
-//! inventory actor's reservation under the cart actor, all in one trace.
+//! inventory actor's reservation under the cart actor, and the relay's publication of the order
+//! event under the order actor that wrote it, all in one trace.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -128,8 +129,13 @@ async fn one_checkout_exports_parented_spans() {
             .cloned();
         if let Some(cart) = cart {
             let under_cart = children(&all, &cart);
+            let published = under_cart
+                .iter()
+                .filter(|s| s.name == "order")
+                .any(|o| children(&all, o).iter().any(|s| s.name == "order.event"));
             if under_cart.iter().any(|s| s.name == "store.save")
                 && under_cart.iter().any(|s| s.name == "inventory")
+                && published
             {
                 found = Some((all, http, cart));
             }
@@ -164,6 +170,18 @@ async fn one_checkout_exports_parented_spans() {
             .iter()
             .any(|s| s.name == "store.save"),
         "inventory actor without its store write"
+    );
+    // The order event's publication joins the trace, under the order actor that wrote it.
+    let order_actor = children(&all, &cart)
+        .into_iter()
+        .find(|s| s.name == "order")
+        .unwrap_or_else(|| panic!("no order actor under the cart actor"));
+    assert!(
+        children(&all, order_actor)
+            .iter()
+            .any(|s| s.name == "order.event"
+                && attr(s, "messaging.destination.name").as_deref() == Some("order.created")),
+        "no order.event publication under the order actor"
     );
     // The order actor stored the order (with its event) in the same trace.
     let trace: Vec<&Span> = all.iter().filter(|s| s.trace_id == http.trace_id).collect();

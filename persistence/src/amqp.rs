@@ -300,11 +300,20 @@ impl AmqpSink {
             .map_err(|e| invalid(format!("routing key: {e}")))?;
         let message_id = ShortString::try_new(entry.event_id.as_str())
             .map_err(|e| invalid(format!("event id: {e}")))?;
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_message_id(message_id)
             .with_content_type(self.content_type.clone())
             .with_timestamp(entry.created_at_ms / 1000);
+        // W3C trace context, so a consumer's spans continue the trace of the request.
+        if let Some(trace) = &entry.trace_parent {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                "traceparent".into(),
+                lapin::types::AMQPValue::LongString(trace.as_str().into()),
+            );
+            properties = properties.with_headers(headers);
+        }
         Ok((routing_key, properties, entry.payload.as_slice()))
     }
 

@@ -17,6 +17,7 @@ fn write(key: &str, expected: u64, data: &[u8]) -> SnapshotWrite {
 
 fn event(id: &str) -> OutboxEntry {
     OutboxEntry {
+        trace_parent: Some(format!("00-{:0>32}-00f067aa0ba902b7-01", id.len())),
         event_id: id.to_owned(),
         routing_key: "order.created".into(),
         payload: id.as_bytes().to_vec(),
@@ -95,6 +96,7 @@ pub async fn outbox_with_snapshot<S: SnapshotStore + Outbox>(store: &S) {
     let pending = store.pending(10).await.unwrap_or_default();
     let ids: Vec<&str> = pending.iter().map(|r| r.entry.event_id.as_str()).collect();
     assert_eq!(ids, vec!["e1", "e2"], "oldest first");
+    assert_eq!(pending[0].entry, event("e1"), "stored as written");
     assert_eq!(store.mark_delivered(&pending[..1], 100).await, Ok(()));
     assert_eq!(store.depth().await, Ok(base + 1));
     let rest = store.pending(10).await.unwrap_or_default();

@@ -21,6 +21,18 @@ pub struct OutboxEntry {
     pub routing_key: String,
     pub payload: Vec<u8>,
     pub created_at_ms: u64,
+    /// W3C `traceparent` of the span that wrote the event, so its publication joins that trace
+    /// (and consumers can continue it). `None` when tracing is off.
+    pub trace_parent: Option<String>,
+}
+
+/// An outbox entry as format 1 stored it (before `trace_parent`).
+#[derive(Debug, Deserialize)]
+struct OutboxEntryV1 {
+    event_id: String,
+    routing_key: String,
+    payload: Vec<u8>,
+    created_at_ms: u64,
 }
 
 /// An outbox entry as read back, with its position in the outbox.
@@ -53,6 +65,7 @@ pub(crate) struct StoredSnapshotV1 {
 
 pub(crate) const SNAPSHOT_FORMAT_V1: u8 = 1;
 pub(crate) const OUTBOX_FORMAT_V1: u8 = 1;
+pub(crate) const OUTBOX_FORMAT_V2: u8 = 2;
 
 pub(crate) fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
     let body = StoredSnapshotV1 {
@@ -79,12 +92,22 @@ pub(crate) fn decode_snapshot(key: &str, bytes: &[u8]) -> Result<Snapshot, crate
 }
 
 pub(crate) fn encode_outbox(e: &OutboxEntry) -> Vec<u8> {
-    with_marker(OUTBOX_FORMAT_V1, e)
+    with_marker(OUTBOX_FORMAT_V2, e)
 }
 
 pub(crate) fn decode_outbox(key: &str, bytes: &[u8]) -> Result<OutboxEntry, crate::Error> {
     match bytes.split_first() {
-        Some((&OUTBOX_FORMAT_V1, body)) => bincode::deserialize(body).map_err(|e| corrupt(key, e)),
+        Some((&OUTBOX_FORMAT_V2, body)) => bincode::deserialize(body).map_err(|e| corrupt(key, e)),
+        Some((&OUTBOX_FORMAT_V1, body)) => {
+            let v1: OutboxEntryV1 = bincode::deserialize(body).map_err(|e| corrupt(key, e))?;
+            Ok(OutboxEntry {
+                event_id: v1.event_id,
+                routing_key: v1.routing_key,
+                payload: v1.payload,
+                created_at_ms: v1.created_at_ms,
+                trace_parent: None,
+            })
+        }
         Some((other, _)) => Err(corrupt(key, format!("unknown outbox format {other}"))),
         None => Err(corrupt(key, "empty record")),
     }
@@ -109,6 +132,28 @@ fn corrupt(key: &str, reason: impl ToString) -> crate::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outbox_entries_of_format_1_still_decode() {
+        #[derive(Serialize)]
+        struct V1<'a>(&'a str, &'a str, Vec<u8>, u64);
+        let old = with_marker(OUTBOX_FORMAT_V1, &V1("e1", "order.created", vec![7], 5));
+        let entry = decode_outbox("k", &old);
+        assert_eq!(
+            entry,
+            Ok(OutboxEntry {
+                event_id: "e1".into(),
+                routing_key: "order.created".into(),
+                payload: vec![7],
+                created_at_ms: 5,
+                trace_parent: None,
+            })
+        );
+        let mut new = entry.unwrap_or_else(|e| panic!("{e}"));
+        new.trace_parent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        assert_eq!(decode_outbox("k", &encode_outbox(&new)), Ok(new));
+        assert!(decode_outbox("k", &[9, 1, 2]).is_err());
+    }
 
     #[test]
     fn snapshot_round_trips_and_rejects_unknown_formats() {

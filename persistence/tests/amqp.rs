@@ -42,6 +42,7 @@ fn options(exchange: &str) -> AmqpOptions {
 fn entries(tag: &str, count: usize) -> Vec<OutboxEntry> {
     (0..count)
         .map(|i| OutboxEntry {
+            trace_parent: None,
             event_id: uuid::Uuid::new_v4().to_string(),
             routing_key: if i % 3 == 0 {
                 "order.cancelled"

@@ -21,6 +21,7 @@ fn write(i: u64, expected: u64) -> SnapshotWrite {
         owner: Some(format!("user{}", i % 7)),
         data: i.to_be_bytes().to_vec(),
         outbox: vec![OutboxEntry {
+            trace_parent: None,
             event_id: format!("e{i}"),
             routing_key: "order.created".into(),
             payload: vec![1],
@@ -109,6 +110,7 @@ fn acknowledged_writes_survive_an_abort_before_any_checkpoint() {
         // New events get fresh sequence numbers after recovery.
         let seq = store
             .append(OutboxEntry {
+                trace_parent: None,
                 event_id: "after".into(),
                 routing_key: "order.created".into(),
                 payload: vec![],

@@ -47,6 +47,7 @@ fn event_for(order: &Order, now: u64) -> Result<OutboxEntry, Error> {
         routing_key: event.routing_key().to_owned(),
         payload: codec::encode(&event)?,
         created_at_ms: now,
+        trace_parent: crate::trace::current(),
     })
 }
 

@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
-use super::errors::{binary, corrupt, get_bytes, get_str, get_u64, int, is_duplicate, map};
+use super::errors::{
+    binary, corrupt, get_bytes, get_opt_str, get_str, get_u64, int, is_duplicate, map,
+};
 use super::snapshots::event_doc;
 use super::MongoStore;
 use crate::{Error, Outbox, OutboxEntry, OutboxRecord};
@@ -44,6 +46,7 @@ fn decode_event(event: &Bson, doc_id: &str) -> Result<OutboxEntry, Error> {
         routing_key: get_str(e, "routing_key", doc_id)?,
         payload: get_bytes(e, "payload", doc_id)?,
         created_at_ms: get_u64(e, "created_at_ms", doc_id)?,
+        trace_parent: get_opt_str(e, "trace_parent", doc_id)?,
     })
 }
 

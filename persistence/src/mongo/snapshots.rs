@@ -31,13 +31,18 @@ fn snapshot_projection() -> Document {
 /// An embedded outbox event. `n` orders events within their document (the version that wrote
 /// them, then the index within that write); readers use the array order, which `$push` keeps.
 pub(super) fn event_doc(e: &OutboxEntry, n: i64) -> Document {
-    doc! {
+    let mut d = doc! {
         "event_id": &e.event_id,
         "routing_key": &e.routing_key,
         "payload": binary(e.payload.clone()),
         "created_at_ms": int(e.created_at_ms),
         "n": n,
+    };
+    // Optional: events stored before it existed simply lack it.
+    if let Some(trace) = &e.trace_parent {
+        d.insert("trace_parent", trace);
     }
+    d
 }
 
 fn event_n(version: u64, index: usize) -> i64 {

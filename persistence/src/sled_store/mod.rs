@@ -323,6 +323,7 @@ mod tests {
 
     fn entry(id: &str) -> OutboxEntry {
         OutboxEntry {
+            trace_parent: None,
             event_id: id.into(),
             routing_key: "order.created".into(),
             payload: vec![],
