@@ -152,6 +152,7 @@ async fn checkouts_go_on_while_the_broker_is_away() {
         (200, Some("down")),
         "{ready}"
     );
+    assert!(ready["outboxDepth"].as_u64() >= Some(1), "{ready}");
     proxy.restore();
     let got = consumer
         .collect_until(Duration::from_secs(90), |got| {

@@ -43,6 +43,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "status": "ready",
             "store": state.store_name,
             "broker": broker,
+            "outboxDepth": outbox_depth(&state).await,
             "cartCache": cache,
         }))
     } else {
@@ -54,6 +55,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         )
         .to_response()
     }
+}
+
+/// Undelivered order events, if the store answers within 2 s.
+async fn outbox_depth(state: &AppState) -> Option<u64> {
+    let depth = state.engine.stores().outbox.depth();
+    tokio::time::timeout(std::time::Duration::from_secs(2), depth)
+        .await
+        .ok()?
+        .ok()
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
@@ -92,11 +102,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         }
     }
     let relay = &state.relay;
-    let depth = state.engine.stores().outbox.depth().await.unwrap_or(0);
+    // Left out (not shown as 0) when the store cannot say.
+    if let Some(depth) = outbox_depth(&state).await {
+        let _ = write!(
+            out,
+            "# HELP emporium_outbox_depth Order events not yet relayed.\n# TYPE emporium_outbox_depth gauge\nemporium_outbox_depth {depth}\n"
+        );
+    }
     let _ = write!(
         out,
-        "# HELP emporium_outbox_depth Order events not yet relayed.\n# TYPE emporium_outbox_depth gauge\nemporium_outbox_depth {depth}\n\
-         # HELP emporium_events_relayed_total Order events handed to the event sink.\n# TYPE emporium_events_relayed_total counter\nemporium_events_relayed_total {}\n\
+        "# HELP emporium_events_relayed_total Order events handed to the event sink.\n# TYPE emporium_events_relayed_total counter\nemporium_events_relayed_total {}\n\
          # HELP emporium_relay_failures_total Failed relay attempts.\n# TYPE emporium_relay_failures_total counter\nemporium_relay_failures_total {}\n\
          # HELP emporium_event_sink_up Whether the last relay attempt reached the event sink.\n# TYPE emporium_event_sink_up gauge\nemporium_event_sink_up {}\n",
         relay.delivered.load(Ordering::Relaxed),
