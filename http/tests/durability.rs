@@ -79,9 +79,20 @@ async fn declined_cards_on(opts: NodeOpts) {
 
 #[actix_rt::test]
 async fn acknowledged_adds_survive_sigkill() {
+    adds_survive_sigkill(NodeOpts::new().demo_catalog(false)).await;
+}
+
+/// The same with the store on the MongoDB-compatible server and the cart cache on Redis: the
+/// restarted node reads every acknowledged add back (issue 3, acceptance 1).
+#[actix_rt::test]
+async fn acknowledged_adds_survive_sigkill_on_real_backends() {
+    adds_survive_sigkill(NodeOpts::new().demo_catalog(false).real_backends()).await;
+}
+
+async fn adds_survive_sigkill(opts: NodeOpts) {
     const USERS: usize = 10;
     const ADDS: usize = 100;
-    let mut node = Node::start(NodeOpts::new().demo_catalog(false));
+    let mut node = Node::start(opts);
     let admin = admin_token(&node).await;
     let skus = ["DUR-A", "DUR-B", "DUR-C", "DUR-D", "DUR-E"];
     for (i, sku) in skus.iter().enumerate() {
