@@ -62,7 +62,12 @@ pub fn charge(card: &Card, amount_cents: u64, today: (u32, u32)) -> Result<Strin
         return Err(Declined::Expired);
     }
     let last4 = digits.get(digits.len().saturating_sub(4)..).unwrap_or("");
-    Ok(format!("test_{amount_cents}_{last4}"))
+    // Unique per charge, as a real provider's reference is: two charges are two references.
+    let charge_id = uuid::Uuid::new_v4().simple().to_string();
+    Ok(format!(
+        "test_{amount_cents}_{last4}_{}",
+        charge_id.get(..12).unwrap_or(&charge_id)
+    ))
 }
 
 pub fn luhn_valid(digits: &str) -> bool {

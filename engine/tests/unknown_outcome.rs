@@ -22,11 +22,16 @@ enum Fault {
     AppliedButLost,
     /// Order writes fail and do not land (reads still work: the read-back finds nothing).
     WritesLost,
+    /// Order writes fail for now but are still on their way: they land with the next order write.
+    Delayed,
+    /// The delayed write lands just before this one.
+    DelayedLands,
 }
 
 struct Faulty {
     inner: Arc<MemoryStore>,
     fault: Mutex<Fault>,
+    delayed: Mutex<Option<SnapshotWrite>>,
 }
 
 impl Faulty {
@@ -54,6 +59,17 @@ impl SnapshotStore for Faulty {
                 Err(down())
             }
             ("order", Fault::WritesLost) => Err(down()),
+            ("order", Fault::Delayed) => {
+                *self.delayed.lock().unwrap() = Some(write);
+                Err(down())
+            }
+            ("order", Fault::DelayedLands) => {
+                let late = self.delayed.lock().unwrap().take();
+                if let Some(late) = late {
+                    self.inner.save(late).await?;
+                }
+                self.inner.save(write).await
+            }
             _ => self.inner.save(write).await,
         }
     }
@@ -67,6 +83,7 @@ async fn setup(stock: u64) -> (Engine, Arc<Faulty>) {
     let faulty = Arc::new(Faulty {
         inner: memory.clone(),
         fault: Mutex::new(Fault::None),
+        delayed: Mutex::new(None),
     });
     let stores = Stores {
         snapshots: faulty.clone(),
@@ -155,4 +172,32 @@ async fn a_retry_after_a_lost_acknowledgement_returns_the_order_and_gives_its_ow
     assert!(!created);
     assert_eq!(again.id, first.id);
     assert_eq!(engine.stock("W").await.unwrap(), Some(6));
+}
+
+#[actix_rt::test]
+async fn a_retry_overtaken_by_the_first_attempts_late_write_answers_with_that_order() {
+    let (engine, faulty) = setup(10).await;
+    faulty.set(Fault::Delayed);
+    // Attempt 1: its order write is still in flight when the store gives up on it.
+    assert!(engine.checkout("u@x.io", keyed("k4")).await.is_err());
+    assert_eq!(
+        engine.stock("W").await.unwrap(),
+        Some(8),
+        "kept: the outcome is unknown"
+    );
+    // Attempt 2 (a retry): attempt 1's order lands just before its own write, which is refused.
+    faulty.set(Fault::DelayedLands);
+    let (order, created) = engine.checkout("u@x.io", keyed("k4")).await.unwrap();
+    faulty.set(Fault::None);
+    // The answer is the order that exists (attempt 1's), as a replay; attempt 2's reservation is
+    // given back, so stock holds exactly the one order.
+    assert!(!created);
+    assert_eq!(engine.stock("W").await.unwrap(), Some(8));
+    assert_eq!(
+        engine.stores().outbox.depth().await.unwrap(),
+        1,
+        "one order, one event"
+    );
+    let (again, created) = engine.checkout("u@x.io", keyed("k4")).await.unwrap();
+    assert_eq!((again.id, created), (order.id, false));
 }

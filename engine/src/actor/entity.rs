@@ -249,14 +249,16 @@ async fn settle<B: Behaviour>(
             }
             (Some((new_state, new_version)), Ok(outcome.reply))
         }
-        Err(StoreError::Conflict { .. }) => {
-            tracing::warn!(kind = B::KIND, key = %key, "stale write fenced; giving the entity up");
-            (None, Err(Error::Fenced(format!("{} {key}", B::KIND))))
-        }
-        // The write may or may not have landed: forget the state and reload next time.
+        // The write may not have landed (refused as stale, or unknown): forget the state and reload
+        // next time. A reply whose effect is already stored (a paid order) still stands: turning
+        // it into a retryable error would invite a second purchase.
         Err(e) if outcome.reply_stands => {
             tracing::warn!(kind = B::KIND, key = %key, error = %e, "state write failed after the reply's effect was stored");
             (None, Ok(outcome.reply))
+        }
+        Err(StoreError::Conflict { .. }) => {
+            tracing::warn!(kind = B::KIND, key = %key, "stale write fenced; giving the entity up");
+            (None, Err(Error::Fenced(format!("{} {key}", B::KIND))))
         }
         Err(e) => (None, Err(e.into())),
     }

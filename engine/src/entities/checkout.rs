@@ -142,7 +142,7 @@ pub(super) async fn run(
         payment_ref,
         now,
     );
-    let order_id = order.id.clone();
+    let attempted = order.clone();
     match engine.create_order(order).await {
         Ok(reply) if reply.created => Ok(stored(reply.order)),
         Ok(reply) => {
@@ -153,14 +153,20 @@ pub(super) async fn run(
             // A remote store can fail a write it applied (a lost acknowledgement, a timeout).
             // If the order is there, it stands; if that cannot be known, the reservations are
             // kept (stock reads low, never oversold) rather than given back under a live order.
-            match engine.load_order(&order_id).await {
-                Ok(Some(order)) => Ok(stored(order)),
+            match engine.load_order(&attempted.id).await {
+                // This attempt's order (an earlier attempt with the same key is another order,
+                // paid with its own reservations: answer with it and give ours back).
+                Ok(Some(order)) if order == attempted => Ok(stored(order)),
+                Ok(Some(order)) => {
+                    release_all(&engine, &reserved).await;
+                    Ok(replay(order))
+                }
                 Ok(None) if !matches!(e, Error::Unavailable(_) | Error::Fenced(_)) => {
                     release_all(&engine, &reserved).await;
                     Err(e)
                 }
                 _ => {
-                    tracing::error!(order = %order_id, ?reserved, error = %e,
+                    tracing::error!(order = %attempted.id, ?reserved, error = %e,
                         "order write failed with an unknown outcome; its stock stays reserved");
                     Err(e)
                 }

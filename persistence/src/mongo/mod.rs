@@ -173,11 +173,12 @@ impl MongoStore {
                 .options(named("outbox_event_id"))
                 .build(),
             // Only documents with pending events have `outbox_at`: the relay's scan stays small.
+            // Single-key: a sparse compound index would hold every document (all have `_id`).
             IndexModel::builder()
-                .keys(doc! { "outbox_at": 1, "_id": 1 })
+                .keys(doc! { "outbox_at": 1 })
                 .options(
                     IndexOptions::builder()
-                        .name("outbox_at".to_owned())
+                        .name("outbox_at_pending".to_owned())
                         .sparse(true)
                         .build(),
                 )

@@ -29,9 +29,11 @@ const LOOSE_ID: &str = "_outbox/loose";
 
 /// Documents with pending events: those with an `outbox_at` (set with the first pending event,
 /// unset once the outbox is empty), served by the sparse `outbox_at` index, which also gives the
-/// sort order. A document caught between the pull and the unset matches with no events.
+/// sort order.
 fn pending_filter() -> Document {
-    doc! { "outbox_at": { "$exists": true } }
+    // `outbox.0`: a document whose events were pulled but whose `outbox_at` survived (the unset
+    // after the pull failed) is skipped, so it can never crowd real events out of a batch.
+    doc! { "outbox_at": { "$exists": true }, "outbox.0": { "$exists": true } }
 }
 
 fn decode_event(event: &Bson, doc_id: &str) -> Result<OutboxEntry, Error> {

@@ -189,18 +189,16 @@ impl SnapshotStore for CachedSnapshots {
         // The store's version is read beside the cached value (a small read, in parallel): Redis
         // serves only what the store still has. The process that failed a write-through may have
         // died with its dirty set, or Redis may have restarted from an older copy. If the store
-        // cannot answer, the cached value is served (reads go on; writes fail at the store).
+        // cannot answer, neither does the load.
         let (cached, stored) = tokio::join!(self.read_cached(&rkey), self.inner.version(kind, key));
         match (cached, stored) {
             (Some(s), Ok(version)) if s.version == version => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(s));
             }
-            (Some(s), Err(e)) => {
-                tracing::debug!(key = rkey, error = %e, "store unreachable; serving the cached value");
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(s));
-            }
+            // Unchecked, it could be a value the store has moved past; an actor activated on it
+            // would act on it until its next write is refused. The store is down: so is the load.
+            (Some(_), Err(e)) => return Err(e),
             (Some(s), Ok(version)) => {
                 tracing::warn!(
                     key = rkey,
