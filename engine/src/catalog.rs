@@ -234,6 +234,18 @@ impl Catalog {
         Ok(CatalogIndex::new(products))
     }
 
+    /// Re-reads the whole catalog from the store and publishes it: how a node sharing its store
+    /// sees products other nodes wrote.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let _writer = self.writer.lock().await;
+        let index = Arc::new(Self::read_index(self.store.as_ref()).await?);
+        match self.index.write() {
+            Ok(mut guard) => *guard = index,
+            Err(poisoned) => *poisoned.into_inner() = index,
+        }
+        Ok(())
+    }
+
     pub fn snapshot(&self) -> Arc<CatalogIndex> {
         match self.index.read() {
             Ok(guard) => guard.clone(),
@@ -243,7 +255,7 @@ impl Catalog {
 
     /// Publishes the next index: the current products with `change` applied. Callers hold the
     /// writer lock and have stored the change already, so readers never see an unstored product;
-    /// the store itself is read only at start.
+    /// the store itself is read only at start and by `refresh`.
     fn publish(&self, change: impl FnOnce(&mut Vec<Product>)) {
         let mut products = self.snapshot().all().to_vec();
         change(&mut products);

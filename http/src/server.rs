@@ -17,6 +17,9 @@ use crate::dto::ProductBody;
 use crate::metrics::Metrics;
 use crate::AppState;
 
+/// How often a node on a shared store re-reads the catalog (products other nodes wrote).
+const CATALOG_REFRESH: Duration = Duration::from_secs(5);
+
 /// The configured secret, or one generated once and kept in the data dir.
 fn jwt_secret(config: &Config) -> anyhow::Result<String> {
     if let Some(secret) = &config.jwt_secret {
@@ -139,6 +142,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e),
         }
+    }
+    if backends.database.is_some() {
+        // Other nodes write products to the shared store too.
+        let engine = engine.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                actix_web::rt::time::sleep(CATALOG_REFRESH).await;
+                if let Err(e) = engine.catalog().refresh().await {
+                    tracing::warn!(error = %e, "refreshing the catalog from the store failed");
+                }
+            }
+        });
     }
     let sink = crate::backends::event_sink(&config).await?;
     let relay = Relay::new(

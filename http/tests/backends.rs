@@ -393,3 +393,33 @@ async fn store_down_gives_retryable_503_and_recovers() {
     assert_eq!(s, 201, "{order}");
     assert_eq!(stock_of(&node, "STURDY-1").await, Some(7));
 }
+
+/// Two nodes on one shared store: a product an admin creates on one is on sale on the other
+/// within the catalog refresh (bounded wait).
+#[actix_rt::test]
+async fn nodes_sharing_a_store_see_each_others_products() {
+    let db = fresh_db_name();
+    let opts = NodeOpts::new()
+        .demo_catalog(false)
+        .real_backends_at(&mongo_uri(), &db);
+    let a = Node::start(opts.clone());
+    let b = Node::start(opts);
+    let admin = admin_token(&a).await;
+    create_product(&a, &admin, "Shared", "SHARED-1", 9.0, Some(4)).await;
+    let start = Instant::now();
+    let mut seen = false;
+    while start.elapsed() < Duration::from_secs(30) && !seen {
+        let (s, page) = b.get("/api/products?search=shared", None).await;
+        assert_eq!(s, 200, "{page}");
+        seen = page["products"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["sku"] == "SHARED-1"));
+        if !seen {
+            actix_rt::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert!(seen, "node b never listed the product node a created");
+    let bob = register(&b, "bob", "bob@example.com", PASSWORD).await;
+    assert_eq!(add_to_cart(&b, &bob, "SHARED-1", 1).await, 204);
+    assert_eq!(stock_of(&b, "SHARED-1").await, Some(4));
+}
