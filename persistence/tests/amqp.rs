@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use emporium_persistence::testkit::{amqp_url, Proxy};
+use emporium_persistence::testkit::{amqp_url, free_port, Proxy};
 use emporium_persistence::{AmqpOptions, AmqpSink, EventSink, OutboxEntry};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -342,10 +342,7 @@ async fn malformed_url_is_refused_and_an_unreachable_broker_fails_fast() {
         );
     }
     // A port nothing listens on: bind a free one, then release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("free port: {e}"))
-        .port();
+    let port = free_port();
     let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
     let sink = AmqpSink::new(&url, options("orders_test_unreachable"))
         .unwrap_or_else(|e| panic!("new must not connect: {e}"));
