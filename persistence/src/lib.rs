@@ -11,6 +11,9 @@
 //! in-memory benches; not durable, never used by the binary). Event sinks: `amqp` ([`AmqpSink`],
 //! RabbitMQ with publisher confirms). `CachedSnapshots` puts Redis in front of any snapshot store as
 //! a cache that only makes activation faster: the wrapped store stays the truth.
+//!
+//! With the `testsuite` feature: `conformance`, the suite every store must pass, and `testkit`,
+//! the harness the crates' tests share to reach the real servers (never used by the binary).
 
 #[cfg(feature = "amqp")]
 mod amqp;
@@ -31,6 +34,8 @@ mod wal;
 
 #[cfg(feature = "testsuite")]
 pub mod conformance;
+#[cfg(feature = "testsuite")]
+pub mod testkit;
 
 #[cfg(feature = "amqp")]
 pub use amqp::{AmqpOptions, AmqpSink, MIN_RECONNECT_INTERVAL};

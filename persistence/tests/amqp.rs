@@ -3,13 +3,11 @@
 //! exclusive queue, so tests never see each other's messages. A broker that goes away is played by
 //! a proxy the test cuts, never by stopping the shared broker.
 
-#[path = "amqp/proxy.rs"]
-mod proxy;
-
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use emporium_persistence::testkit::{amqp_url, free_port, Proxy};
 use emporium_persistence::{AmqpOptions, AmqpSink, EventSink, OutboxEntry};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -22,14 +20,7 @@ use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
 use tokio::time::timeout;
 
-use proxy::Proxy;
-
 const CREATED_AT_MS: u64 = 1_700_000_000_123;
-
-fn amqp_url() -> String {
-    std::env::var("EMP_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
 
 fn options(exchange: &str) -> AmqpOptions {
     AmqpOptions {
@@ -280,10 +271,10 @@ async fn fails_while_the_broker_is_cut_off_and_recovers_after() {
             .unwrap_or_else(|e| panic!("resolve broker: {e}"))
             .find(|a| a.ip().is_loopback())
             .unwrap_or_else(|| panic!("the test broker must be on loopback"));
-    let proxy = Proxy::start(upstream).await;
+    let proxy = Proxy::to_addr(upstream);
     let mut via_proxy = broker.clone();
     via_proxy.authority.host = "127.0.0.1".to_owned();
-    via_proxy.authority.port = proxy.addr.port();
+    via_proxy.authority.port = proxy.port;
     let opts = AmqpOptions {
         connect_timeout: Duration::from_secs(2),
         confirm_timeout: Duration::from_secs(5),
@@ -351,10 +342,7 @@ async fn malformed_url_is_refused_and_an_unreachable_broker_fails_fast() {
         );
     }
     // A port nothing listens on: bind a free one, then release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("free port: {e}"))
-        .port();
+    let port = free_port();
     let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
     let sink = AmqpSink::new(&url, options("orders_test_unreachable"))
         .unwrap_or_else(|e| panic!("new must not connect: {e}"));

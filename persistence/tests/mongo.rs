@@ -7,45 +7,13 @@
 //! Env: `EMP_TEST_MONGO_URI` (the shared server), `EMP_TEST_SECANTUS` (a python with
 //! secantus, for the private server of the outage test).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use emporium_persistence::testkit::{free_port, fresh_db_name, mongo_uri, with_database, Private};
 use emporium_persistence::{conformance, Error, MongoStore, SnapshotStore, SnapshotWrite};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary};
-
-const DEFAULT_URI: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
-
-fn mongo_uri() -> String {
-    std::env::var("EMP_TEST_MONGO_URI").unwrap_or_else(|_| DEFAULT_URI.to_owned())
-}
-
-fn secantus_python() -> String {
-    std::env::var("EMP_TEST_SECANTUS").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-mongo/bin/python").to_owned()
-    })
-}
-
-/// `uri` with its database path replaced by `db`.
-fn with_database(uri: &str, db: &str) -> String {
-    let (scheme, rest) = uri.split_once("://").unwrap_or(("mongodb", uri));
-    let (authority, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    let hosts = authority.split('/').next().unwrap_or(authority);
-    match query {
-        Some(q) => format!("{scheme}://{hosts}/{db}?{q}"),
-        None => format!("{scheme}://{hosts}/{db}"),
-    }
-}
-
-fn unique_db() -> String {
-    format!("emporium_test_{}", uuid::Uuid::new_v4().simple())
-}
 
 /// A store in a fresh database of its own, dropped with the guard (also on panic).
 struct TestDb {
@@ -56,7 +24,7 @@ struct TestDb {
 
 impl TestDb {
     async fn new() -> TestDb {
-        let name = unique_db();
+        let name = fresh_db_name();
         let uri = with_database(&mongo_uri(), &name);
         let store = MongoStore::connect(&uri)
             .await
@@ -185,106 +153,20 @@ async fn exactly_one_of_twenty_concurrent_writers_wins() {
     );
 }
 
-/// A private SecantusDB on its own port and storage dir, killed when dropped.
-struct Secantus {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Secantus {
-    fn start() -> Secantus {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("free port: {e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let mut server = Secantus {
-            port,
-            dir,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let python = secantus_python();
-        let child = Command::new(&python)
-            .args(["-m", "secantus", "--host", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
-            .arg("--storage-path")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start secantus with {python}: {e}"));
-        self.child = Some(child);
-        wait_for_port(self.port, self.dir.path());
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server process.
-    fn signal(&self, signal: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .map(|c| c.id().to_string())
-            .unwrap_or_else(|| panic!("secantus is not running"));
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(&pid)
-            .status()
-            .unwrap_or_else(|e| panic!("kill -{signal} {pid}: {e}"));
-        assert!(status.success(), "kill -{signal} {pid}: {status}");
-    }
-
-    fn uri(&self) -> String {
-        format!(
-            "mongodb://127.0.0.1:{}/{}?directConnection=true",
-            self.port,
-            unique_db()
-        )
-    }
-}
-
-impl Drop for Secantus {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn wait_for_port(port: u16, dir: &Path) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let started = Instant::now();
-    for _ in 0..300 {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "secantus on {port} (storage {}) not up after {:?}",
-        dir.display(),
-        started.elapsed()
-    );
+/// A fresh database on `server`, a private SecantusDB.
+fn private_uri(server: &Private) -> String {
+    with_database(&server.mongo_uri(), &fresh_db_name())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_goes_down_is_unavailable_and_serves_again_when_back() {
-    let mut server = Secantus::start();
-    let store = MongoStore::connect(&server.uri())
+    let mut server = Private::secantus();
+    let store = MongoStore::connect(&private_uri(&server))
         .await
         .unwrap_or_else(|e| panic!("connect to the private secantus: {e}"));
     assert_eq!(store.save(write("survivor", 0, b"before")).await, Ok(1));
 
-    server.kill();
+    server.down();
     let bound = Duration::from_secs(10);
     let save = tokio::time::timeout(bound, store.save(write("survivor", 1, b"down"))).await;
     assert!(
@@ -297,7 +179,7 @@ async fn a_store_that_goes_down_is_unavailable_and_serves_again_when_back() {
         "load while down: {load:?}"
     );
 
-    server.spawn();
+    server.up();
     // Same store value, no reconnect: the driver finds the server again by itself.
     let save = tokio::time::timeout(bound, store.save(write("survivor", 1, b"after"))).await;
     assert_eq!(
@@ -314,19 +196,19 @@ async fn a_store_that_goes_down_is_unavailable_and_serves_again_when_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_store_is_unavailable_within_the_operation_timeout() {
-    let server = Secantus::start();
-    let store = MongoStore::connect(&server.uri())
+    let server = Private::secantus();
+    let store = MongoStore::connect(&private_uri(&server))
         .await
         .unwrap_or_else(|e| panic!("connect to the private secantus: {e}"))
         .with_operation_timeout(Duration::from_secs(2));
     assert_eq!(store.save(write("frozen", 0, b"before")).await, Ok(1));
 
     // Stopped, not dead: connections stay open and nothing answers (as behind a black hole).
-    server.signal("STOP");
+    server.freeze();
     let bound = Duration::from_secs(10);
     let save = tokio::time::timeout(bound, store.save(write("frozen", 1, b"frozen"))).await;
     let load = tokio::time::timeout(bound, store.load("cart", "frozen")).await;
-    server.signal("CONT");
+    server.thaw();
     assert!(
         matches!(save, Ok(Err(Error::Unavailable(_)))),
         "save while frozen: {save:?}"
@@ -352,10 +234,7 @@ async fn a_frozen_store_is_unavailable_within_the_operation_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_fails_connect_within_seconds() {
     // A port nothing listens on: bound, then released.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("free port: {e}"));
+    let port = free_port();
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
     let connect = tokio::time::timeout(Duration::from_secs(10), MongoStore::connect(&uri)).await;
     assert!(
@@ -363,13 +242,4 @@ async fn an_unreachable_store_fails_connect_within_seconds() {
         "connect to nothing: {:?}",
         connect.map(|r| r.map(|s| s.database_name().to_owned()))
     );
-}
-
-#[test]
-fn database_names_go_into_the_uri_path() {
-    assert_eq!(
-        with_database(DEFAULT_URI, "x"),
-        "mongodb://127.0.0.1:27017/x?directConnection=true"
-    );
-    assert_eq!(with_database("mongodb://h:1/old", "x"), "mongodb://h:1/x");
 }

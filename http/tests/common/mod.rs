@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ mod backends;
 pub use api::*;
 #[allow(unused_imports)]
 pub use backends::*;
+use emporium_persistence::testkit::free_port;
 
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -65,11 +66,6 @@ pub struct Node {
     port: u16,
     opts: NodeOpts,
     client: awc::Client,
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 impl Node {

@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use emporium_persistence::testkit::{free_port, redis_url, Private};
 use emporium_persistence::{
     conformance, CacheOptions, CachedSnapshots, Error, MemoryStore, Snapshot, SnapshotStore,
 };
 use support::{
-    cache, cleanup, options, plain, query, raw_get, shared_redis_url, unique_prefix, write,
-    CountingStore, PrivateRedis,
+    cache, cleanup, options, plain, query, raw_get, unique_prefix, write, CountingStore,
 };
 
 const SNAPSHOT_FORMAT_V1: u8 = 1;
@@ -54,7 +54,7 @@ async fn decoded_from_redis(url: &str, prefix: &str, key: &str) -> Option<Snapsh
 /// store's version beside it, drops the entry and serves the store's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_value_older_than_the_store_is_never_served() {
-    let (url, prefix) = (shared_redis_url(), unique_prefix());
+    let (url, prefix) = (redis_url(), unique_prefix());
     let inner = Arc::new(CountingStore::default());
     let first = cache(&inner, &url, &prefix);
     assert_eq!(save(&first, "old@b.c", 0, b"v1").await, 1);
@@ -80,7 +80,7 @@ async fn a_cached_value_older_than_the_store_is_never_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn save_writes_through_and_a_fresh_cache_loads_from_redis() {
-    let (url, prefix) = (shared_redis_url(), unique_prefix());
+    let (url, prefix) = (redis_url(), unique_prefix());
     let inner = Arc::new(CountingStore::default());
     let first = cache(&inner, &url, &prefix);
     assert_eq!(save(&first, "a@b.c", 0, b"cart-v1").await, 1);
@@ -139,7 +139,7 @@ async fn save_writes_through_and_a_fresh_cache_loads_from_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_snapshot_conformance_suite_passes_through_the_cache() {
-    let (url, prefix) = (shared_redis_url(), unique_prefix());
+    let (url, prefix) = (redis_url(), unique_prefix());
     let inner = Arc::new(CountingStore::default());
     let mut opts = options(&prefix);
     opts.kinds = vec!["cart", "order"];
@@ -160,7 +160,7 @@ async fn the_snapshot_conformance_suite_passes_through_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_from_the_store_deletes_the_cache_key() {
-    let (url, prefix) = (shared_redis_url(), unique_prefix());
+    let (url, prefix) = (redis_url(), unique_prefix());
     let inner = Arc::new(CountingStore::default());
     let store = cache(&inner, &url, &prefix);
     save(&store, "k", 0, b"v1").await;
@@ -186,7 +186,7 @@ async fn a_conflict_from_the_store_deletes_the_cache_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kinds_not_listed_pass_through_uncached() {
-    let (url, prefix) = (shared_redis_url(), unique_prefix());
+    let (url, prefix) = (redis_url(), unique_prefix());
     let inner = Arc::new(CountingStore::default());
     let store = cache(&inner, &url, &prefix);
     let saved = store.save(write("order", "o1", 0, b"order")).await;
@@ -219,10 +219,7 @@ async fn a_malformed_url_is_refused_and_an_unreachable_one_is_not() {
     assert!(CachedSnapshots::new(inner.clone(), "not a url", CacheOptions::default()).is_err());
 
     // Nothing listens on this port once the listener is dropped.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("spare port: {e}"));
+    let port = free_port();
     let url = format!("redis://127.0.0.1:{port}/");
     let store = CachedSnapshots::new(inner, &url, options(&unique_prefix()))
         .unwrap_or_else(|e| panic!("an unreachable redis must not fail new: {e}"));
@@ -236,8 +233,8 @@ async fn a_malformed_url_is_refused_and_an_unreachable_one_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_costs_no_correctness_and_is_used_again_after_restart() {
-    let mut server = PrivateRedis::start();
-    let (url, prefix) = (server.url(), unique_prefix());
+    let mut server = Private::redis();
+    let (url, prefix) = (server.redis_url(), unique_prefix());
     let inner = Arc::new(CountingStore::default());
     let store = cache(&inner, &url, &prefix);
     let mut version = save(&store, "k", 0, b"0").await;
@@ -245,7 +242,7 @@ async fn a_dead_redis_costs_no_correctness_and_is_used_again_after_restart() {
         .await
         .is_some());
 
-    server.kill();
+    server.down();
     let started = Instant::now();
     for i in 0..50u32 {
         let data = i.to_string().into_bytes();
@@ -261,7 +258,7 @@ async fn a_dead_redis_costs_no_correctness_and_is_used_again_after_restart() {
     );
     assert!(!store.stats().healthy.load(Ordering::SeqCst));
 
-    server.restart();
+    server.up();
     let rkey = format!("{prefix}:cart:k");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut back = false;
@@ -288,8 +285,8 @@ async fn a_dead_redis_costs_no_correctness_and_is_used_again_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_redis_missed_is_never_read_stale() {
-    let server = PrivateRedis::start();
-    let (url, prefix) = (server.url(), unique_prefix());
+    let server = Private::redis();
+    let (url, prefix) = (server.redis_url(), unique_prefix());
     let inner = Arc::new(CountingStore::default());
     let store = cache(&inner, &url, &prefix);
     let rkey = format!("{prefix}:cart:k");

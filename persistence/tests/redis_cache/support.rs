@@ -1,11 +1,9 @@
-//! Helpers for the Redis cache tests: a store that counts loads, a plain Redis client for checking
-//! what is really in Redis, and a private `redis-server` the fault tests can kill.
+//! Helpers for the Redis cache tests: a store that counts loads and a plain Redis client for
+//! checking what is really in Redis. The servers (shared and private) come from the `testkit`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use emporium_persistence::{
@@ -43,10 +41,6 @@ impl SnapshotStore for CountingStore {
         let loaded = self.inner.load(kind, key).await?;
         Ok(loaded.map_or(0, |s| s.version))
     }
-}
-
-pub fn shared_redis_url() -> String {
-    std::env::var("EMP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
 /// A prefix no other test run uses.
@@ -115,69 +109,5 @@ pub async fn cleanup(url: &str, prefix: &str) {
     let keys: Vec<String> = query(&mut conn, &["KEYS", &format!("{prefix}:*")]).await;
     for key in keys {
         let _: i64 = query(&mut conn, &["DEL", &key]).await;
-    }
-}
-
-/// A `redis-server` on a spare loopback port, killed when dropped.
-pub struct PrivateRedis {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("spare port: {e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let mut me = Self {
-            port,
-            dir,
-            child: None,
-        };
-        me.restart();
-        me
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts the server (again) on the same port and waits until it answers (at most 10 s).
-    pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("redis-server on PATH: {e}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "private redis did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("private redis did not start");
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
