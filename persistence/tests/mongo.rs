@@ -83,6 +83,47 @@ async fn mongo_backend_conforms() {
     conformance::run_all(db.store.clone()).await;
 }
 
+/// A document whose events were pulled but whose `outbox_at` survived (the unset after the pull
+/// failed, say at a failover) must never crowd real events out of the relay's batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_left_with_an_outbox_age_but_no_events_do_not_block_the_relay() {
+    use emporium_persistence::{Outbox, OutboxEntry};
+    let db = TestDb::new().await;
+    let snapshots = db
+        .raw()
+        .await
+        .collection::<mongodb::bson::Document>("snapshots");
+    // Ten orphans, older than any real event.
+    for i in 0..10 {
+        snapshots
+            .insert_one(doc! {
+                "_id": format!("order/orphan{i}"), "kind": "order", "key": format!("orphan{i}"),
+                "version": 1_i64, "format": 1_i32, "owner": "ann",
+                "data": Binary { subtype: BinarySubtype::Generic, bytes: vec![1] },
+                "outbox": [], "outbox_at": i as i64,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("insert orphan: {e}"));
+    }
+    let mut w = write("real", 0, b"order");
+    w.kind = "order";
+    w.outbox = vec![OutboxEntry {
+        event_id: "e-real".into(),
+        routing_key: "order.created".into(),
+        payload: vec![1, 2, 3],
+        created_at_ms: 1_000,
+        trace_parent: None,
+    }];
+    assert_eq!(db.store.save(w).await, Ok(1));
+    // A batch of one, which the orphans would fill if they were matched.
+    let pending = db.store.pending(1).await.unwrap_or_default();
+    let ids: Vec<&str> = pending.iter().map(|r| r.entry.event_id.as_str()).collect();
+    assert_eq!(ids, vec!["e-real"]);
+    assert_eq!(db.store.depth().await, Ok(1));
+    assert_eq!(db.store.mark_delivered(&pending, 5).await, Ok(()));
+    assert_eq!(db.store.pending(10).await, Ok(vec![]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_snapshot_formats_are_corrupt_and_known_ones_decode() {
     let db = TestDb::new().await;
