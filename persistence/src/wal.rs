@@ -140,16 +140,7 @@ impl Wal {
     }
 
     /// Writes one batch and makes it durable.
-    #[cfg(test)]
     pub fn append(&mut self, ops: &[Op]) -> std::io::Result<()> {
-        self.write(ops)?;
-        self.file.sync_data()
-    }
-
-    /// Writes one batch without making it durable: a later `sync_data` on the file (this one's or
-    /// a [`Wal::sync_handle`]'s) does. Replay stops at the first torn record, so a batch written
-    /// after one that never reached the disk is never replayed without it.
-    pub fn write(&mut self, ops: &[Op]) -> std::io::Result<()> {
         let mut payload = vec![FORMAT_V1];
         bincode::serialize_into(&mut payload, ops).map_err(std::io::Error::other)?;
         let len = u32::try_from(payload.len()).map_err(std::io::Error::other)?;
@@ -165,13 +156,9 @@ impl Wal {
             self.preallocate(needed + PREALLOCATE)?;
         }
         self.file.write_all_at(&record, self.end)?;
+        self.file.sync_data()?;
         self.end += record.len() as u64;
         Ok(())
-    }
-
-    /// The same file, for a thread that only syncs it.
-    pub fn sync_handle(&self) -> std::io::Result<File> {
-        self.file.try_clone()
     }
 
     /// Bytes of records in the current generation.

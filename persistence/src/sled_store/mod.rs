@@ -192,86 +192,10 @@ impl Drop for SledStore {
     }
 }
 
-/// A batch written to the log, waiting for the sync that makes it durable.
-struct Written {
-    completions: Vec<Completion>,
-    /// Outbox entries below this sequence number become visible to the relay once synced.
-    batch_end: u64,
-}
-
-/// Syncs the log and completes the batches each sync covered: every batch written while a sync
-/// runs shares the next one. Ends when the writer does, after completing what it was sent.
-fn sync_loop(
-    file: &std::fs::File,
-    trees: &Trees,
-    rx: &mpsc::Receiver<Written>,
-    stats: &CommitStats,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            group.push(more);
-        }
-        let started = Instant::now();
-        if let Err(e) = file.sync_data() {
-            // After a failed sync the file's state is unknown (the lesson of PostgreSQL's
-            // "fsyncgate"): stop, and let recovery rebuild from flushed sled and the log.
-            // Nothing in this group is acknowledged.
-            tracing::error!(error = %e, "write-ahead log sync failed; stopping to recover on restart");
-            std::process::abort();
-        }
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        stats.appends.fetch_add(1, Ordering::Relaxed);
-        stats.append_micros.fetch_add(micros, Ordering::Relaxed);
-        let end = group.iter().map(|w| w.batch_end).max().unwrap_or(0);
-        trees.durable_seq.fetch_max(end, Ordering::AcqRel);
-        for written in group {
-            stats
-                .writes
-                .fetch_add(written.completions.len() as u64, Ordering::Relaxed);
-            for complete in written.completions {
-                complete(Ok(()));
-            }
-        }
-    }
-}
-
-/// Applies batches and writes them to the log; a second thread syncs (group commit, pipelined:
-/// the next batch is applied and written while the previous one syncs).
 fn writer_loop(
     trees: &Trees,
     mut wal: Wal,
     rx: &mpsc::Receiver<Job>,
-    stats: &CommitStats,
-    every: Duration,
-) {
-    let file = match wal.sync_handle() {
-        Ok(file) => file,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the write-ahead log for syncing; stopping");
-            std::process::abort();
-        }
-    };
-    std::thread::scope(|scope| {
-        let (to_sync, synced) = mpsc::channel::<Written>();
-        let syncer = std::thread::Builder::new()
-            .name("sled-log-sync".into())
-            .spawn_scoped(scope, move || sync_loop(&file, trees, &synced, stats));
-        if let Err(e) = syncer {
-            tracing::error!(error = %e, "cannot start the log sync thread; stopping");
-            std::process::abort();
-        }
-        write_loop(trees, &mut wal, rx, &to_sync, stats, every);
-        // Dropping the sender ends the syncer once it has completed every batch it was sent.
-        drop(to_sync);
-    });
-}
-
-fn write_loop(
-    trees: &Trees,
-    wal: &mut Wal,
-    rx: &mpsc::Receiver<Job>,
-    to_sync: &mpsc::Sender<Written>,
     stats: &CommitStats,
     every: Duration,
 ) {
@@ -280,7 +204,7 @@ fn write_loop(
         let first = match rx.recv_timeout(every) {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                checkpoint(trees, wal, &mut last_checkpoint, stats);
+                checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -294,33 +218,37 @@ fn write_loop(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let batch_end = trees.next_seq.load(Ordering::Relaxed);
-        if ops.is_empty() {
-            // Nothing to make durable (every job was refused); no need to wait for a sync.
-            for complete in completions {
-                complete(Ok(()));
-            }
+        let result = if ops.is_empty() {
+            Ok(())
         } else {
-            if let Err(e) = wal.write(&ops) {
-                // The batch is applied in memory and maybe in sled but is not durable: stop, and
-                // let recovery rebuild from flushed sled and the log. Nothing is acknowledged.
-                tracing::error!(error = %e, "write-ahead log write failed; stopping to recover on restart");
-                std::process::abort();
-            }
-            let written = Written {
-                completions,
-                batch_end,
-            };
-            if to_sync.send(written).is_err() {
-                tracing::error!("the log sync thread is gone; stopping");
-                std::process::abort();
-            }
+            wal.append(&ops).map_err(|e| e.to_string())
+        };
+        if result.is_ok() {
+            trees.durable_seq.store(batch_end, Ordering::Release);
+        }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats.appends.fetch_add(1, Ordering::Relaxed);
+        stats.append_micros.fetch_add(micros, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(completions.len() as u64, Ordering::Relaxed);
+        if let Err(e) = &result {
+            // The batch is applied in memory and maybe in sled but is not durable, and after a
+            // failed sync the file's state is unknown (the lesson of PostgreSQL's "fsyncgate"):
+            // stop, and let recovery rebuild from flushed sled and the log. Nothing is acknowledged.
+            tracing::error!(error = %e, "write-ahead log append failed; stopping to recover on restart");
+            std::process::abort();
+        }
+        for complete in completions {
+            complete(result.clone());
         }
         if last_checkpoint.elapsed() >= every || wal.len() >= CHECKPOINT_BYTES {
-            checkpoint(trees, wal, &mut last_checkpoint, stats);
+            checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
         }
     }
-    checkpoint(trees, wal, &mut last_checkpoint, stats);
+    checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
 }
 
 /// Makes sled durable up to now, then empties the log it covers.
