@@ -28,7 +28,9 @@ pub trait SnapshotStore: Send + Sync + 'static {
 /// Events waiting for the relay. Entries are appended only through [`SnapshotStore::save`].
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
-    /// The oldest undelivered entries, at most `limit`.
+    /// The oldest undelivered entries, at most `limit`. A store shared by several processes
+    /// claims them for this one for a lease (so one relay publishes them), until they are marked
+    /// delivered or the lease ends; reading again renews it.
     async fn pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, Error>;
     /// Marks entries (as returned by `pending`) delivered: kept for the retention period, then
     /// pruned. Marking an entry twice is harmless. Durable on `Ok`.

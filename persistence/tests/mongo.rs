@@ -83,6 +83,54 @@ async fn mongo_backend_conforms() {
     conformance::run_all(db.store.clone()).await;
 }
 
+/// Two relays on one store (two nodes): what one claimed the other does not see, until it is
+/// delivered (gone) or the claim's lease runs out (the first relay died).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_on_one_store_claim_events_so_each_is_published_once() {
+    use emporium_persistence::{Outbox, OutboxEntry};
+    let db = TestDb::new().await;
+    let other = MongoStore::connect(&db.uri)
+        .await
+        .unwrap_or_else(|e| panic!("second store: {e}"))
+        .with_claim_lease(Duration::from_millis(300));
+    let event = |id: &str| OutboxEntry {
+        event_id: id.into(),
+        routing_key: "order.created".into(),
+        payload: vec![1],
+        created_at_ms: 1,
+        trace_parent: None,
+    };
+    for (i, key) in ["o1", "o2"].iter().enumerate() {
+        let mut w = write(key, 0, b"order");
+        w.kind = "order";
+        w.outbox = vec![event(&format!("e{i}"))];
+        assert_eq!(db.store.save(w).await, Ok(1));
+    }
+    let mine = db.store.pending(10).await.unwrap_or_default();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(
+        other.pending(10).await,
+        Ok(vec![]),
+        "claimed by the first relay"
+    );
+    // Reading again renews our own claim.
+    assert_eq!(db.store.pending(10).await.map(|p| p.len()), Ok(2));
+    assert_eq!(db.store.mark_delivered(&mine, 5).await, Ok(()));
+    assert_eq!(other.pending(10).await, Ok(vec![]));
+    // The other relay claims a new event, then "dies": once its lease ends, the first takes over.
+    let mut w = write("o3", 0, b"order");
+    w.kind = "order";
+    w.outbox = vec![event("e3")];
+    assert_eq!(db.store.save(w).await, Ok(1));
+    assert_eq!(other.pending(10).await.map(|p| p.len()), Ok(1));
+    assert_eq!(db.store.pending(10).await, Ok(vec![]));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let taken = db.store.pending(10).await.unwrap_or_default();
+    let ids: Vec<&str> = taken.iter().map(|r| r.entry.event_id.as_str()).collect();
+    assert_eq!(ids, vec!["e3"]);
+    assert_eq!(db.store.depth().await, Ok(1));
+}
+
 /// A document whose events were pulled but whose `outbox_at` survived (the unset after the pull
 /// failed, say at a failover) must never crowd real events out of the relay's batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

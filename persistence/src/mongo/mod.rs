@@ -38,6 +38,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// has no socket timeout, so without this a server that stops answering (a black-holed network,
 /// a frozen process) would hang the caller. Long enough for a replica-set election.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// See [`MongoStore::with_claim_lease`].
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
 const SNAPSHOTS: &str = "snapshots";
 const DELIVERED: &str = "outbox_delivered";
@@ -53,6 +55,10 @@ pub struct MongoStore {
     delivered: Collection<Document>,
     products: Collection<Document>,
     operation_timeout: Duration,
+    /// Who this store is when it claims outbox documents (unique per process).
+    claimer: String,
+    /// How long a claim keeps other nodes' relays off the claimed documents.
+    claim_lease: Duration,
 }
 
 impl MongoStore {
@@ -97,6 +103,8 @@ impl MongoStore {
             db,
             db_name,
             operation_timeout: OPERATION_TIMEOUT,
+            claimer: uuid::Uuid::new_v4().to_string(),
+            claim_lease: CLAIM_LEASE,
         };
         store
             .bounded("index creation", store.create_indexes())
@@ -123,9 +131,16 @@ impl MongoStore {
         self.bounded("ping", ping).await
     }
 
-    /// Replaces the default bound on every later operation (20 s).
+    /// Replaces the default bound on every later operation (5 s).
     pub fn with_operation_timeout(mut self, bound: Duration) -> MongoStore {
         self.operation_timeout = bound;
+        self
+    }
+
+    /// Replaces the default outbox claim lease (30 s): how long the documents a relay read stay
+    /// its own if it neither marks them delivered nor reads again (it died).
+    pub fn with_claim_lease(mut self, lease: Duration) -> MongoStore {
+        self.claim_lease = lease;
         self
     }
 

@@ -7,6 +7,14 @@
 //! pulled from their documents. Events appended without a snapshot go to the document
 //! `_outbox/loose`.
 //!
+//! Claims: every node on a shared store runs a relay. `pending` first claims the documents it is
+//! about to return (`outbox_claimed_by` = this store, `outbox_claim_until` = now + lease, set
+//! atomically per document on those nobody holds, whose lease ran out, or that are already ours),
+//! then reads only what it holds; `mark_delivered` releases the claim with the pull. A relay that
+//! dies leaves its documents to the others when the lease ends, so events are published once in
+//! the normal case and at least once always (leases compare the nodes' clocks: skew must stay
+//! well under the lease).
+//!
 //! Deliberately not a global sequence: `OutboxRecord.seq` is the position within one `pending`
 //! answer, and `mark_delivered` works by event id, so marking twice (or after a re-read) is
 //! harmless.
@@ -76,13 +84,46 @@ impl Outbox for MongoStore {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            // Every matching document holds at least one event: `limit` documents are enough.
+            // Claim first, so relays of several nodes on one store do not publish the same
+            // events: documents nobody holds (or whose lease ran out, or ours) become ours for
+            // the lease, atomically per document; then read what we hold. Every matching document
+            // holds at least one event: `limit` documents are enough.
+            let now = now_ms();
+            let claimable = doc! { "$or": [
+                { "outbox_claim_until": { "$exists": false } },
+                { "outbox_claim_until": { "$lt": int(now) } },
+                { "outbox_claimed_by": &self.claimer },
+            ] };
+            let mut candidates = self
+                .snapshots
+                .find(doc! { "$and": [pending_filter(), claimable.clone()] })
+                .sort(doc! { "outbox_at": 1, "_id": 1 })
+                .projection(doc! { "_id": 1 })
+                .limit(int(limit as u64))
+                .await
+                .map_err(map)?;
+            let mut ids: Vec<Bson> = Vec::new();
+            while let Some(d) = candidates.try_next().await.map_err(map)? {
+                if let Some(id) = d.get("_id") {
+                    ids.push(id.clone());
+                }
+            }
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let until = now.saturating_add(u64::try_from(self.claim_lease.as_millis()).unwrap_or(u64::MAX));
+            self.snapshots
+                .update_many(
+                    doc! { "$and": [{ "_id": { "$in": &ids } }, claimable] },
+                    doc! { "$set": { "outbox_claimed_by": &self.claimer, "outbox_claim_until": int(until) } },
+                )
+                .await
+                .map_err(map)?;
             let mut cursor = self
                 .snapshots
-                .find(pending_filter())
+                .find(doc! { "_id": { "$in": &ids }, "outbox_claimed_by": &self.claimer })
                 .sort(doc! { "outbox_at": 1, "_id": 1 })
                 .projection(doc! { "_id": 1, "outbox": 1 })
-                .limit(int(limit as u64))
                 .await
                 .map_err(map)?;
             let mut out: Vec<OutboxRecord> = Vec::new();
@@ -149,7 +190,11 @@ impl Outbox for MongoStore {
             self.snapshots
                 .update_many(
                     doc! { "_id": { "$in": &holders } },
-                    doc! { "$pull": { "outbox": { "event_id": { "$in": &ids } } } },
+                    doc! {
+                        "$pull": { "outbox": { "event_id": { "$in": &ids } } },
+                        // Released: an event written after the claim is anyone's to relay.
+                        "$unset": { "outbox_claimed_by": "", "outbox_claim_until": "" },
+                    },
                 )
                 .await
                 .map_err(map)?;
@@ -214,4 +259,10 @@ impl Outbox for MongoStore {
         })
         .await
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
