@@ -147,11 +147,14 @@ impl Relay {
         // All or nothing: a batch that failed part-way is sent again whole (at least once).
         let span = tracing::trace_span!(target: "emporium::relay", "relay.publish",
             otel.name = "relay.publish", sink = self.sink.name(), events = entries.len());
-        self.sink
-            .publish(&entries)
-            .instrument(span)
-            .await
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = self.sink.publish(&entries).instrument(span).await {
+            // Let another node's relay take these now (one that can reach the broker, or read
+            // an event of a newer build) instead of when this one's claim lease ends.
+            if let Err(release) = outbox.release(&batch).await {
+                tracing::debug!(error = %release, "releasing the claimed outbox entries failed");
+            }
+            return Err(e.to_string());
+        }
         outbox
             .mark_delivered(&batch, now_ms())
             .await

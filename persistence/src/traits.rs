@@ -35,6 +35,12 @@ pub trait Outbox: Send + Sync + 'static {
     /// Marks entries (as returned by `pending`) delivered: kept for the retention period, then
     /// pruned. Marking an entry twice is harmless. Durable on `Ok`.
     async fn mark_delivered(&self, records: &[OutboxRecord], at_ms: u64) -> Result<(), Error>;
+    /// Gives up the claim on entries this process read but could not deliver, so another
+    /// process's relay can take them now rather than when the lease ends. Nothing to do for a
+    /// store only one process uses.
+    async fn release(&self, _records: &[OutboxRecord]) -> Result<(), Error> {
+        Ok(())
+    }
     /// Number of undelivered entries.
     async fn depth(&self) -> Result<u64, Error>;
     /// Drops delivered entries delivered before `before_ms`; returns how many.

@@ -144,6 +144,24 @@ impl Outbox for MongoStore {
         .await
     }
 
+    async fn release(&self, records: &[OutboxRecord]) -> Result<(), Error> {
+        self.bounded("release", async move {
+            let ids: Vec<&str> = records.iter().map(|r| r.entry.event_id.as_str()).collect();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            self.snapshots
+                .update_many(
+                    doc! { "outbox.event_id": { "$in": &ids }, "outbox_claimed_by": &self.claimer },
+                    doc! { "$unset": { "outbox_claimed_by": "", "outbox_claim_until": "" } },
+                )
+                .await
+                .map_err(map)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn mark_delivered(&self, records: &[OutboxRecord], at_ms: u64) -> Result<(), Error> {
         self.bounded("mark_delivered", async move {
             if records.is_empty() {
