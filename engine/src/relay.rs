@@ -2,7 +2,7 @@
 //! delivered only after the sink accepted it. A crash between the two re-sends (at least once);
 //! nothing is lost. The embedded default's sink is [`InProcessSink`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,12 +71,11 @@ impl EventSink for InProcessSink {
     }
 }
 
-/// Counters of the relay, read by `/metrics` and `/readyz`.
+/// Counters of the relay, read by `/metrics` (the sink reports its own health).
 #[derive(Debug, Default)]
 pub struct RelayStats {
     pub delivered: AtomicU64,
     pub failures: AtomicU64,
-    pub sink_healthy: AtomicBool,
 }
 
 pub struct Relay {
@@ -108,13 +107,11 @@ impl Relay {
             match self.relay_batch().await {
                 Ok(full) => {
                     backoff = Duration::from_millis(100);
-                    self.stats.sink_healthy.store(true, Ordering::Relaxed);
                     if full {
                         continue;
                     }
                 }
                 Err(e) => {
-                    self.stats.sink_healthy.store(false, Ordering::Relaxed);
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(sink = self.sink.name(), error = %e, retry_in = ?backoff, "relay failed");
                     tokio::time::sleep(backoff).await;

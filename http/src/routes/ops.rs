@@ -113,10 +113,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         out,
         "# HELP emporium_events_relayed_total Order events handed to the event sink.\n# TYPE emporium_events_relayed_total counter\nemporium_events_relayed_total {}\n\
          # HELP emporium_relay_failures_total Failed relay attempts.\n# TYPE emporium_relay_failures_total counter\nemporium_relay_failures_total {}\n\
-         # HELP emporium_event_sink_up Whether the last relay attempt reached the event sink.\n# TYPE emporium_event_sink_up gauge\nemporium_event_sink_up {}\n",
+         # HELP emporium_event_sink_up Whether the event sink was reachable at its last use.\n# TYPE emporium_event_sink_up gauge\nemporium_event_sink_up {}\n",
         relay.delivered.load(Ordering::Relaxed),
         relay.failures.load(Ordering::Relaxed),
-        u8::from(state.sink.healthy() && relay.sink_healthy.load(Ordering::Relaxed)),
+        u8::from(state.sink.healthy()),
     );
     if let Some(c) = &state.cache {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
