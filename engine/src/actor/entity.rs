@@ -144,12 +144,10 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
         self.slot.touch();
         let span = tracing::trace_span!(target: "emporium::actor", parent: &msg.1, "actor",
             otel.name = B::KIND, entity.kind = B::KIND, entity.key = %self.key);
-        let entered = span.enter();
         let step = match &self.loaded {
-            Some((state, _)) => B::handle(&self.engine, &self.key, state, msg.0),
+            Some((state, _)) => span.in_scope(|| B::handle(&self.engine, &self.key, state, msg.0)),
             None => {
                 let (engine, key) = (self.engine.clone(), self.key.clone());
-                drop(entered);
                 return self.atomic(
                     async move {
                         let (state, version) = match load::<B>(&engine, &key).await {
@@ -166,7 +164,6 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
                 );
             }
         };
-        drop(entered);
         match step {
             Step::Ready(Err(e)) => Response::Now(Err(e)),
             Step::Ready(Ok(outcome))
