@@ -156,18 +156,18 @@ impl Config {
             return Err(format!("admin_emails: {bad:?} is not an email address"));
         }
         self.store_kind()?;
-        if let Some(url) = &self.redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(format!(
-                    "redis_url {url:?} must start with redis:// or rediss://"
-                ));
-            }
-        }
-        if let Some(url) = &self.amqp_url {
-            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                return Err(format!(
-                    "amqp_url {url:?} must start with amqp:// or amqps://"
-                ));
+        // The Redis and RabbitMQ clients are built without TLS: a rediss:// or amqps:// URL would
+        // never connect, so it is refused here rather than failing quietly at run time.
+        for (key, url, scheme) in [
+            ("redis_url", &self.redis_url, "redis://"),
+            ("amqp_url", &self.amqp_url, "amqp://"),
+        ] {
+            if let Some(url) = url {
+                if !url.starts_with(scheme) {
+                    return Err(format!(
+                        "{key} {url:?} must start with {scheme} (TLS connections are not built in)"
+                    ));
+                }
             }
         }
         if self.cart_cache_ttl_secs == 0 {
