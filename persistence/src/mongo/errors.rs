@@ -113,3 +113,11 @@ pub(super) fn get_u64(doc: &Document, field: &str, key: &str) -> Result<u64, Err
         )
     })
 }
+
+/// A document's `_id` as text (for error messages and keys).
+pub(super) fn id_of(d: &Document) -> String {
+    match d.get("_id") {
+        Some(Bson::String(s)) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}

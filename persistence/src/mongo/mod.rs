@@ -28,7 +28,6 @@ use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReadConcern,
 use mongodb::{Client, Collection, Database, IndexModel};
 
 use crate::Error;
-use errors::unavailable;
 
 /// Used when the URI names no database.
 const DEFAULT_DATABASE: &str = "emporium";
@@ -119,18 +118,6 @@ impl MongoStore {
         Ok(store)
     }
 
-    /// Round trip to the server, for readiness checks.
-    pub async fn ping(&self) -> Result<(), Error> {
-        let ping = async {
-            self.db
-                .run_command(doc! { "ping": 1 })
-                .await
-                .map(|_| ())
-                .map_err(unavailable)
-        };
-        self.bounded("ping", ping).await
-    }
-
     /// Replaces the default bound on every later operation (5 s).
     pub fn with_operation_timeout(mut self, bound: Duration) -> MongoStore {
         self.operation_timeout = bound;
@@ -167,60 +154,44 @@ impl MongoStore {
     }
 
     async fn create_indexes(&self) -> Result<(), Error> {
-        let unique = |name: &str| {
-            IndexOptions::builder()
-                .unique(true)
+        let index = |keys: Document, name: &str, unique: bool, sparse: bool| {
+            let options = IndexOptions::builder()
                 .name(name.to_owned())
-                .build()
+                .unique(unique)
+                .sparse(sparse)
+                .build();
+            IndexModel::builder().keys(keys).options(options).build()
         };
-        let named = |name: &str| IndexOptions::builder().name(name.to_owned()).build();
         let snapshot_indexes = vec![
-            IndexModel::builder()
-                .keys(doc! { "kind": 1, "key": 1 })
-                .options(unique("kind_key"))
-                .build(),
-            IndexModel::builder()
-                .keys(doc! { "kind": 1, "owner": 1 })
-                .options(named("kind_owner"))
-                .build(),
-            IndexModel::builder()
-                .keys(doc! { "outbox.event_id": 1 })
-                .options(named("outbox_event_id"))
-                .build(),
+            index(doc! { "kind": 1, "key": 1 }, "kind_key", true, false),
+            index(doc! { "kind": 1, "owner": 1 }, "kind_owner", false, false),
+            index(
+                doc! { "outbox.event_id": 1 },
+                "outbox_event_id",
+                false,
+                false,
+            ),
             // Only documents with pending events have `outbox_at`: the relay's scan stays small.
             // Single-key: a sparse compound index would hold every document (all have `_id`).
-            IndexModel::builder()
-                .keys(doc! { "outbox_at": 1 })
-                .options(
-                    IndexOptions::builder()
-                        .name("outbox_at_pending".to_owned())
-                        .sparse(true)
-                        .build(),
-                )
-                .build(),
+            index(doc! { "outbox_at": 1 }, "outbox_at_pending", false, true),
         ];
+        let map = errors::map;
         self.snapshots
             .create_indexes(snapshot_indexes)
             .await
-            .map_err(errors::map)?;
-        self.products
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "sku": 1 })
-                    .options(unique("sku"))
-                    .build(),
-            )
-            .await
-            .map_err(errors::map)?;
+            .map_err(map)?;
+        let sku = index(doc! { "sku": 1 }, "sku", true, false);
+        self.products.create_index(sku).await.map_err(map)?;
+        let delivered_at = index(
+            doc! { "delivered_at_ms": 1 },
+            "delivered_at_ms",
+            false,
+            false,
+        );
         self.delivered
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "delivered_at_ms": 1 })
-                    .options(named("delivered_at_ms"))
-                    .build(),
-            )
+            .create_index(delivered_at)
             .await
-            .map_err(errors::map)?;
+            .map_err(map)?;
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
 use super::errors::{
-    binary, corrupt, get_bytes, get_opt_str, get_str, get_u64, int, is_duplicate, map,
+    binary, corrupt, get_bytes, get_opt_str, get_str, get_u64, id_of, int, is_duplicate, map,
 };
 use super::snapshots::event_doc;
 use super::MongoStore;
@@ -67,13 +67,6 @@ fn outbox_array<'a>(d: &'a Document, doc_id: &str) -> Result<&'a Vec<Bson>, Erro
             doc_id,
             format!("outbox is not an array: {other:?}"),
         )),
-    }
-}
-
-fn id_of(d: &Document) -> String {
-    match d.get("_id") {
-        Some(Bson::String(s)) => s.clone(),
-        other => format!("{other:?}"),
     }
 }
 
@@ -190,24 +183,9 @@ impl Outbox for MongoStore {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let mut cursor = self
-                .snapshots
-                .find(doc! { "outbox.event_id": { "$in": &ids } })
-                .projection(doc! { "_id": 1 })
-                .await
-                .map_err(map)?;
-            let mut holders: Vec<Bson> = Vec::new();
-            while let Some(d) = cursor.try_next().await.map_err(map)? {
-                if let Some(id) = d.get("_id") {
-                    holders.push(id.clone());
-                }
-            }
-            if holders.is_empty() {
-                return Ok(());
-            }
             self.snapshots
                 .update_many(
-                    doc! { "_id": { "$in": &holders } },
+                    doc! { "outbox.event_id": { "$in": &ids } },
                     doc! {
                         "$pull": { "outbox": { "event_id": { "$in": &ids } } },
                         // Released: an event written after the claim is anyone's to relay.
@@ -216,11 +194,12 @@ impl Outbox for MongoStore {
                 )
                 .await
                 .map_err(map)?;
-            // An emptied document loses its age, so its next event sorts by its own time. A push
-            // racing with this leaves a non-empty array, which the filter does not match.
+            // An emptied document loses its age, so its next event sorts by its own time (and one
+            // left emptied by an earlier failed unset is mended here too). A push racing with this
+            // leaves a non-empty array, which the filter does not match.
             self.snapshots
                 .update_many(
-                    doc! { "_id": { "$in": &holders }, "outbox": { "$size": 0 } },
+                    doc! { "outbox_at": { "$exists": true }, "outbox": { "$size": 0 } },
                     doc! { "$unset": { "outbox_at": "" } },
                 )
                 .await

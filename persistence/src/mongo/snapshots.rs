@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
-use super::errors::{binary, corrupt, get_bytes, get_opt_str, get_u64, int, is_duplicate, map};
+use super::errors::{
+    binary, corrupt, get_bytes, get_opt_str, get_u64, id_of, int, is_duplicate, map,
+};
 use super::MongoStore;
 use crate::{Error, OutboxEntry, Snapshot, SnapshotStore, SnapshotWrite};
 
@@ -53,17 +55,14 @@ fn event_n(version: u64, index: usize) -> i64 {
 
 /// The migration chain: one arm per stored format.
 fn decode(doc: &Document) -> Result<Snapshot, Error> {
-    let id = match doc.get("_id") {
-        Some(Bson::String(s)) => s.clone(),
-        other => format!("{other:?}"),
-    };
+    let id = id_of(doc);
     let format = match doc.get("format") {
         Some(Bson::Int32(f)) => i64::from(*f),
         Some(Bson::Int64(f)) => *f,
         other => return Err(corrupt(&id, format!("no snapshot format: {other:?}"))),
     };
     match format {
-        1 => Ok(Snapshot {
+        f if f == i64::from(FORMAT_V1) => Ok(Snapshot {
             version: get_u64(doc, "version", &id)?,
             owner: get_opt_str(doc, "owner", &id)?,
             data: get_bytes(doc, "data", &id)?,
@@ -73,31 +72,29 @@ fn decode(doc: &Document) -> Result<Snapshot, Error> {
 }
 
 impl MongoStore {
-    /// The version stored now (0 when absent), read after a refused write.
-    async fn conflict(&self, kind: &str, key: &str, expected: u64) -> Error {
+    /// The version stored now (0 when absent), without the data.
+    async fn stored_version(&self, kind: &str, key: &str) -> Result<u64, Error> {
+        let id = doc_id(kind, key);
         let found = self
             .snapshots
-            .find_one(doc! { "_id": doc_id(kind, key) })
-            .projection(doc! { "version": 1 })
-            .await;
-        match found {
-            Ok(Some(d)) => match get_u64(&d, "version", key) {
-                Ok(found) => Error::Conflict {
-                    kind: kind.to_owned(),
-                    key: key.to_owned(),
-                    expected,
-                    found,
-                },
-                Err(e) => e,
-            },
-            Ok(None) => Error::Conflict {
+            .find_one(doc! { "_id": &id })
+            .projection(doc! { "_id": 0, "version": 1 })
+            .await
+            .map_err(map)?;
+        found.map_or(Ok(0), |d| get_u64(&d, "version", &id))
+    }
+
+    /// The error for a refused write: a conflict with what is stored now, or, if that cannot be
+    /// read, `Unavailable` (retryable).
+    async fn conflict(&self, kind: &str, key: &str, expected: u64) -> Error {
+        match self.stored_version(kind, key).await {
+            Ok(found) => Error::Conflict {
                 kind: kind.to_owned(),
                 key: key.to_owned(),
                 expected,
-                found: 0,
+                found,
             },
-            // The write was refused, but what is there cannot be told: retryable.
-            Err(e) => map(e),
+            Err(e) => e,
         }
     }
 }
@@ -105,7 +102,14 @@ impl MongoStore {
 #[async_trait]
 impl SnapshotStore for MongoStore {
     async fn ping(&self) -> Result<(), Error> {
-        MongoStore::ping(self).await
+        let ping = async {
+            self.db
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map(|_| ())
+                .map_err(super::errors::unavailable)
+        };
+        self.bounded("ping", ping).await
     }
 
     async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, Error> {
@@ -122,17 +126,8 @@ impl SnapshotStore for MongoStore {
     }
 
     async fn version(&self, kind: &str, key: &str) -> Result<u64, Error> {
-        self.bounded("version", async move {
-            let found = self
-                .snapshots
-                .find_one(doc! { "_id": doc_id(kind, key) })
-                .projection(doc! { "_id": 0, "version": 1 })
-                .await
-                .map_err(map)?;
-            let key = doc_id(kind, key);
-            found.map_or(Ok(0), |d| get_u64(&d, "version", &key))
-        })
-        .await
+        self.bounded("version", self.stored_version(kind, key))
+            .await
     }
 
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error> {
