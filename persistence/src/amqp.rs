@@ -175,12 +175,8 @@ impl AmqpSink {
 
     /// Opens a connection and a confirm-mode channel, and declares the exchange.
     async fn open(&self) -> Result<Live, Error> {
-        // lapin binds the connection to the current tokio runtime and panics without one.
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Unavailable(
-                "rabbitmq: publish must run inside a tokio runtime".to_owned(),
-            ));
-        }
+        // lapin binds the connection to the current tokio runtime; the caller's
+        // `tokio::time::timeout` already needs one, so there always is.
         let properties =
             ConnectionProperties::default().with_connection_name("emporium-outbox-relay".into());
         let connection = Connection::connect_uri(self.uri.clone(), properties)
