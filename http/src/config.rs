@@ -170,6 +170,13 @@ impl Config {
                 }
             }
         }
+        if self.redis_url.is_some() && self.store_kind()? == StoreKind::Sled {
+            return Err(
+                "redis_url needs a shared store (store = a mongodb:// URI): in front of the \
+                        embedded store a cart cache would only add a round trip"
+                    .into(),
+            );
+        }
         if self.cart_cache_ttl_secs == 0 {
             return Err("cart_cache_ttl_secs must be positive".into());
         }
@@ -260,10 +267,15 @@ mod tests {
                     .err()
                     .unwrap_or_default();
                 assert!(err.contains(says), "{key}={bad}: {err}");
-                jail.set_env("EMPORIUM_STORE", "sled");
+                jail.set_env("EMPORIUM_STORE", "mongodb://127.0.0.1:27017/shop");
                 jail.set_env("EMPORIUM_REDIS_URL", "redis://127.0.0.1:6379/");
                 jail.set_env("EMPORIUM_AMQP_URL", "amqp://127.0.0.1:5672/%2f");
             }
+            jail.set_env("EMPORIUM_STORE", "sled");
+            let err = Config::load(None, &Overrides::default())
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains("needs a shared store"), "{err}");
             Ok(())
         });
     }

@@ -191,7 +191,7 @@ impl SnapshotStore for CachedSnapshots {
         // died with its dirty set, or Redis may have restarted from an older copy. If the store
         // cannot answer, neither does the load.
         let (cached, stored) = tokio::join!(self.read_cached(&rkey), self.inner.version(kind, key));
-        match (cached, stored) {
+        let stored = match (cached, stored) {
             (Some(s), Ok(version)) if s.version == version => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(s));
@@ -207,10 +207,15 @@ impl SnapshotStore for CachedSnapshots {
                     "stale cache entry dropped"
                 );
                 self.invalidate(rkey.clone()).await;
+                Some(version)
             }
-            (None, _) => {}
-        }
+            (None, stored) => stored.ok(),
+        };
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        if stored == Some(0) {
+            // The store has nothing under this key (a new cart): no second read for it.
+            return Ok(None);
+        }
         let writes = self.writes.get(&rkey);
         let loaded = self.inner.load(kind, key).await?;
         if let Some(s) = &loaded {
