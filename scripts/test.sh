@@ -9,11 +9,8 @@ log() { printf '\n== %s\n' "$*"; }
 
 log "backing services"
 bash scripts/services.sh
-# Where the tests find them (the same defaults the tests use when these are unset).
-export EMP_TEST_MONGO_URI="${EMP_TEST_MONGO_URI:-mongodb://127.0.0.1:27017/?directConnection=true}"
-export EMP_TEST_REDIS_URL="${EMP_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
-export EMP_TEST_AMQP_URL="${EMP_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-export EMP_TEST_SECANTUS="${EMP_TEST_SECANTUS:-$PWD/.venv-mongo/bin/python}"
+# The tests find them at the addresses above unless EMP_TEST_MONGO_URI, EMP_TEST_REDIS_URL,
+# EMP_TEST_AMQP_URL or EMP_TEST_SECANTUS say otherwise (defaults in persistence/src/testkit).
 
 log "toolchain"
 rustup show active-toolchain 2>/dev/null || true

@@ -22,14 +22,14 @@ pub use private::Private;
 pub use proxy::Proxy;
 
 /// The shared MongoDB-compatible server when `EMP_TEST_MONGO_URI` is unset.
-pub const DEFAULT_MONGO_URI: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
+const DEFAULT_MONGO_URI: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
 /// The shared Redis when `EMP_TEST_REDIS_URL` is unset.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 /// The shared RabbitMQ when `EMP_TEST_AMQP_URL` is unset.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The python with `secantus` installed when `EMP_TEST_SECANTUS` is unset: the repository's own
 /// `.venv-mongo`, which `scripts/services.sh` creates.
-pub const DEFAULT_SECANTUS_PYTHON: &str =
+const DEFAULT_SECANTUS_PYTHON: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-mongo/bin/python");
 
 fn env_or(name: &str, default: &str) -> String {
