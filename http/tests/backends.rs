@@ -176,10 +176,8 @@ async fn checkouts_go_on_while_the_broker_is_away() {
 /// order: the state is in the backends, not on the pod's disk.
 #[actix_rt::test]
 async fn a_fresh_node_on_the_same_backends_sees_everything() {
-    let db = fresh_db_name();
-    let opts = NodeOpts::new()
-        .demo_catalog(false)
-        .real_backends_at(&mongo_uri(), &db);
+    // One fresh database, shared by the nodes started from these options.
+    let opts = NodeOpts::new().demo_catalog(false).real_backends();
     let mut first = Node::start(opts.clone());
     let admin = admin_token(&first).await;
     create_product(&first, &admin, "Kept A", "KEPT-A", 4.0, Some(50)).await;
@@ -191,6 +189,10 @@ async fn a_fresh_node_on_the_same_backends_sees_everything() {
 
     let second = Node::start(opts);
     assert_ne!(second.data_dir(), first.data_dir());
+    assert!(
+        !second.data_dir().join("sled").exists(),
+        "a node on the shared store keeps no store on its disk"
+    );
     let ann = login(&second, "ann@example.com", PASSWORD).await;
     assert_eq!(
         cart_map(&second, &ann).await,
@@ -293,10 +295,16 @@ async fn carts_work_while_redis_is_down_and_use_it_again() {
     assert_eq!(metric(&m, "emporium_cart_cache_up", &[]), Some(1.0), "{m}");
 }
 
+/// Keys in a Redis (bounded: a hung Redis fails the test instead of hanging it).
 async fn redis_keys(url: &str) -> i64 {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
+    let count = async {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
+    };
+    actix_rt::time::timeout(Duration::from_secs(5), count)
+        .await
+        .expect("DBSIZE answered within 5 s")
 }
 
 /// Acceptance 6: the store stopped: writes answer 503 with `Retry-After` within 10 s, no order is
@@ -327,6 +335,9 @@ async fn store_down_gives_retryable_503_and_recovers() {
     let mut status = 0;
     while start.elapsed() < Duration::from_secs(30) && status != 204 {
         status = add_to_cart(&node, &cat, "STURDY-1", 1).await;
+        if status != 204 {
+            actix_rt::time::sleep(Duration::from_millis(300)).await;
+        }
     }
     assert_eq!(status, 204, "writes did not recover after the freeze");
     let held = cart_map(&node, &cat).await["STURDY-1"];
@@ -398,10 +409,8 @@ async fn store_down_gives_retryable_503_and_recovers() {
 /// within the catalog refresh (bounded wait).
 #[actix_rt::test]
 async fn nodes_sharing_a_store_see_each_others_products() {
-    let db = fresh_db_name();
-    let opts = NodeOpts::new()
-        .demo_catalog(false)
-        .real_backends_at(&mongo_uri(), &db);
+    // One fresh database, shared by the nodes started from these options.
+    let opts = NodeOpts::new().demo_catalog(false).real_backends();
     let a = Node::start(opts.clone());
     let b = Node::start(opts);
     let admin = admin_token(&a).await;

@@ -183,6 +183,12 @@ async fn one_checkout_exports_parented_spans() {
                 && attr(s, "messaging.destination.name").as_deref() == Some("order.created")),
         "no order.event publication under the order actor"
     );
+    assert!(
+        children(&all, order_actor)
+            .iter()
+            .any(|s| s.name == "store.save"),
+        "the order actor's store write is not under it"
+    );
     // The order actor stored the order (with its event) in the same trace.
     let trace: Vec<&Span> = all.iter().filter(|s| s.trace_id == http.trace_id).collect();
     assert!(

@@ -422,6 +422,19 @@ async fn recovers_from_a_channel_error() {
     );
     assert!(!sink.healthy());
 
+    // Before anything else declares it again: only the sink's reconnect can have re-declared the
+    // exchange, or this batch (to a missing exchange) would fail as the last one did.
+    let redeclared = timeout(
+        Duration::from_secs(20),
+        sink.publish(&entries("redeclare", 1)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("publish hung after reconnecting"));
+    assert!(
+        redeclared.is_ok(),
+        "the sink did not re-declare the exchange: {redeclared:?}"
+    );
+
     let mut listener = Listener::bind(&exchange.name).await;
     let sent = entries("again", 5);
     publish_ok(&sink, &sent).await;
