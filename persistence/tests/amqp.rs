@@ -7,17 +7,13 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use emporium_persistence::testkit::{amqp_url, free_port, Proxy};
+use emporium_persistence::testkit::{amqp_url, bind_consumer, free_port, Proxy};
 use emporium_persistence::{AmqpOptions, AmqpSink, EventSink, OutboxEntry};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::ExchangeDeleteOptions;
 use lapin::uri::AMQPUri;
-use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
+use lapin::{Connection, ConnectionProperties, Consumer};
 use tokio::time::timeout;
 
 const CREATED_AT_MS: u64 = 1_700_000_000_123;
@@ -107,59 +103,7 @@ struct Listener {
 
 impl Listener {
     async fn bind(exchange: &str) -> Self {
-        let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
-            .await
-            .unwrap_or_else(|e| panic!("consumer connect (is RabbitMQ up?): {e}"));
-        let channel = conn
-            .create_channel()
-            .await
-            .unwrap_or_else(|e| panic!("consumer channel: {e}"));
-        // Same declaration as the sink's, so whichever comes first creates it.
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("declare exchange: {e}"));
-        let private = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..QueueDeclareOptions::default()
-        };
-        let queue = channel
-            .queue_declare("".into(), private, FieldTable::default())
-            .await
-            .unwrap_or_else(|e| panic!("declare queue: {e}"));
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                exchange.into(),
-                "order.*".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("bind queue: {e}"));
-        let no_ack = BasicConsumeOptions {
-            no_ack: true,
-            ..BasicConsumeOptions::default()
-        };
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "emporium-test".into(),
-                no_ack,
-                FieldTable::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("consume: {e}"));
+        let (conn, consumer) = bind_consumer(exchange, "order.*").await;
         Self {
             _conn: conn,
             consumer,

@@ -45,58 +45,8 @@ pub struct Received {
 
 impl EventConsumer {
     pub async fn bind(exchange: &str, pattern: &str) -> EventConsumer {
-        use lapin::options::{
-            BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-        };
-        use lapin::types::FieldTable;
-        let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .expect("connect to RabbitMQ");
-        let ch = conn.create_channel().await.unwrap();
-        ch.exchange_declare(
-            exchange.into(),
-            lapin::ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let queue = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        ch.queue_bind(
-            queue.name().clone(),
-            exchange.into(),
-            pattern.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let consumer = ch
-            .basic_consume(
-                queue.name().clone(),
-                "emporium-test".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let (conn, consumer) =
+            emporium_persistence::testkit::bind_consumer(exchange, pattern).await;
         EventConsumer {
             _conn: conn,
             consumer,

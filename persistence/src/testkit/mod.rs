@@ -12,8 +12,13 @@
 //! what was missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "amqp")]
+mod consumer;
 mod private;
 mod proxy;
+
+#[cfg(feature = "amqp")]
+pub use consumer::bind_consumer;
 
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
