@@ -10,7 +10,10 @@ use crate::Error;
 const FORMAT_V1: u8 = 1;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
-    let mut out = vec![FORMAT_V1];
+    // Sized first: one allocation instead of a reallocation at every doubling.
+    let size = bincode::serialized_size(value).map_err(|e| Error::Codec(e.to_string()))?;
+    let mut out = Vec::with_capacity(1 + usize::try_from(size).unwrap_or(0));
+    out.push(FORMAT_V1);
     bincode::serialize_into(&mut out, value).map_err(|e| Error::Codec(e.to_string()))?;
     Ok(out)
 }

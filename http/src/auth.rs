@@ -1,6 +1,5 @@
 //! JWT (HS256) issue and verification, and the `AuthUser` extractor.
 
-use std::collections::HashMap;
 use std::future::{ready, Ready};
 use std::sync::Mutex;
 
@@ -31,7 +30,7 @@ pub struct Auth {
     ttl_secs: u64,
     /// Tokens already verified, by their full text: (email, expiry in seconds). A storefront sends
     /// the same token on every request, so this skips base64, HMAC and JSON on all but the first.
-    verified: Mutex<HashMap<String, (String, u64)>>,
+    verified: Mutex<foldhash::HashMap<String, (String, u64)>>,
 }
 
 /// Above this many cached tokens the cache starts over (a bound, not an LRU).
@@ -47,7 +46,7 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl_secs,
-            verified: Mutex::new(HashMap::new()),
+            verified: Mutex::default(),
         }
     }
 
@@ -153,10 +152,12 @@ impl FromRequest for AuthUser {
                 "authentication is not configured",
             )));
         };
+        // UTF-8 rather than `to_str`'s visible-ASCII check: faster on a 200-byte header, and any
+        // byte a token cannot hold fails verification just the same.
         let header_value = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
         ready(
             state
                 .auth

@@ -19,6 +19,7 @@ pub struct OutboxEntry {
     pub event_id: String,
     /// e.g. `order.created`.
     pub routing_key: String,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub created_at_ms: u64,
     /// W3C `traceparent` of the span that wrote the event, so its publication joins that trace
@@ -31,6 +32,7 @@ pub struct OutboxEntry {
 struct OutboxEntryV1 {
     event_id: String,
     routing_key: String,
+    #[serde(with = "serde_bytes")]
     payload: Vec<u8>,
     created_at_ms: u64,
 }
@@ -60,6 +62,7 @@ pub struct SnapshotWrite {
 pub(crate) struct StoredSnapshotV1 {
     pub version: u64,
     pub owner: Option<String>,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -67,13 +70,41 @@ pub(crate) const SNAPSHOT_FORMAT_V1: u8 = 1;
 pub(crate) const OUTBOX_FORMAT_V1: u8 = 1;
 pub(crate) const OUTBOX_FORMAT_V2: u8 = 2;
 
+/// [`StoredSnapshotV1`] borrowed, for encoding without copying the data.
+#[derive(Serialize)]
+struct StoredSnapshotV1Ref<'a> {
+    version: u64,
+    owner: Option<&'a str>,
+    #[serde(with = "serde_bytes")]
+    data: &'a [u8],
+}
+
+#[cfg(any(test, feature = "redis"))]
 pub(crate) fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
-    let body = StoredSnapshotV1 {
-        version: s.version,
-        owner: s.owner.clone(),
-        data: s.data.clone(),
+    encode_snapshot_parts(s.version, s.owner.as_deref(), &s.data)
+}
+
+pub(crate) fn encode_snapshot_parts(version: u64, owner: Option<&str>, data: &[u8]) -> Vec<u8> {
+    let body = StoredSnapshotV1Ref {
+        version,
+        owner,
+        data,
     };
     with_marker(SNAPSHOT_FORMAT_V1, &body)
+}
+
+/// The version of a stored snapshot, read without decoding the rest (the writer checks it on
+/// every conditional write). Format 1 starts with the version as bincode's fixed-width u64.
+pub(crate) fn snapshot_version(key: &str, bytes: &[u8]) -> Result<u64, crate::Error> {
+    match bytes.split_first() {
+        Some((&SNAPSHOT_FORMAT_V1, body)) => body
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| corrupt(key, "truncated snapshot")),
+        Some((other, _)) => Err(corrupt(key, format!("unknown snapshot format {other}"))),
+        None => Err(corrupt(key, "empty record")),
+    }
 }
 
 pub(crate) fn decode_snapshot(key: &str, bytes: &[u8]) -> Result<Snapshot, crate::Error> {
@@ -114,7 +145,10 @@ pub(crate) fn decode_outbox(key: &str, bytes: &[u8]) -> Result<OutboxEntry, crat
 }
 
 fn with_marker<T: Serialize>(marker: u8, value: &T) -> Vec<u8> {
-    let mut out = vec![marker];
+    // Sized first: one allocation instead of a reallocation at every doubling.
+    let size = bincode::serialized_size(value).map_or(0, |n| usize::try_from(n).unwrap_or(0));
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(marker);
     // Serialising plain structs of integers, strings and byte vectors into a Vec cannot fail.
     if let Err(e) = bincode::serialize_into(&mut out, value) {
         tracing::error!(error = %e, "bincode encoding failed");
@@ -171,5 +205,48 @@ mod tests {
             Err(crate::Error::Corrupt { .. })
         ));
         assert!(decode_snapshot("k", &[]).is_err());
+        assert_eq!(snapshot_version("k", &bytes), Ok(7));
+        assert!(snapshot_version("k", &future).is_err());
+        assert!(snapshot_version("k", &bytes[..5]).is_err());
+    }
+
+    /// Byte vectors are encoded as one slice (`serde_bytes`) for speed; the stored layout must
+    /// stay what earlier builds wrote and read, element by element.
+    #[test]
+    fn byte_fields_keep_the_layout_earlier_builds_wrote() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct OldSnapshot(u64, Option<String>, Vec<u8>);
+        #[derive(Serialize)]
+        struct OldOutbox(String, String, Vec<u8>, u64, Option<String>);
+        let old = with_marker(
+            SNAPSHOT_FORMAT_V1,
+            &OldSnapshot(3, Some("o".into()), vec![0, 1, 255]),
+        );
+        let s = Snapshot {
+            version: 3,
+            owner: Some("o".into()),
+            data: vec![0, 1, 255],
+        };
+        assert_eq!(encode_snapshot(&s), old);
+        assert_eq!(decode_snapshot("k", &old), Ok(s));
+        let e = OutboxEntry {
+            event_id: "e".into(),
+            routing_key: "order.created".into(),
+            payload: vec![9, 8, 7],
+            created_at_ms: 11,
+            trace_parent: Some("tp".into()),
+        };
+        let old = with_marker(
+            OUTBOX_FORMAT_V2,
+            &OldOutbox(
+                "e".into(),
+                "order.created".into(),
+                vec![9, 8, 7],
+                11,
+                Some("tp".into()),
+            ),
+        );
+        assert_eq!(encode_outbox(&e), old);
+        assert_eq!(decode_outbox("k", &old), Ok(e));
     }
 }

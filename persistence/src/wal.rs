@@ -22,8 +22,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Op {
     pub tree: u8,
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// `None` removes the key.
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
 }
 
@@ -197,6 +199,26 @@ mod tests {
             key: vec![k],
             value: Some(vec![k; 3]),
         }
+    }
+
+    /// Keys and values are encoded as one slice (`serde_bytes`); a log an earlier build wrote
+    /// element by element must still replay after an upgrade.
+    #[test]
+    fn ops_keep_the_layout_earlier_builds_wrote() {
+        #[derive(Serialize)]
+        struct OldOp(u8, Vec<u8>, Option<Vec<u8>>);
+        let new = vec![
+            op(1),
+            Op {
+                tree: 2,
+                key: vec![5],
+                value: None,
+            },
+        ];
+        let old = vec![OldOp(1, vec![1], Some(vec![1; 3])), OldOp(2, vec![5], None)];
+        let old_bytes = bincode::serialize(&old).unwrap();
+        assert_eq!(bincode::serialize(&new).unwrap(), old_bytes);
+        assert_eq!(bincode::deserialize::<Vec<Op>>(&old_bytes).unwrap(), new);
     }
 
     #[test]

@@ -62,7 +62,7 @@ struct Entry_<B: Behaviour> {
 
 /// The live actors of one kind, by entity key.
 pub(crate) struct Registry<B: Behaviour> {
-    live: DashMap<String, Entry_<B>>,
+    live: DashMap<String, Entry_<B>, foldhash::fast::RandomState>,
     generations: AtomicU64,
     stats: KindStats,
 }
@@ -70,7 +70,7 @@ pub(crate) struct Registry<B: Behaviour> {
 impl<B: Behaviour> Default for Registry<B> {
     fn default() -> Self {
         Self {
-            live: DashMap::new(),
+            live: DashMap::default(),
             generations: AtomicU64::new(0),
             stats: KindStats::default(),
         }

@@ -92,7 +92,7 @@ impl SledStore {
             depth: AtomicU64::new(0),
             next_seq: AtomicU64::new(1),
             durable_seq: AtomicU64::new(1),
-            memtable: std::sync::RwLock::new(std::collections::HashMap::new()),
+            memtable: std::sync::RwLock::default(),
             snapshots: tree("snapshots")?,
             owners: tree("owners")?,
             pending: tree("outbox_pending")?,

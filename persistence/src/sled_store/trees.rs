@@ -9,11 +9,13 @@ use super::{
     del, owner_prefix, put, snapshot_key, storage, tx_error, OWNERS, PENDING, SKUS, SNAPSHOTS,
 };
 use super::{DELIVERED, PRODUCTS};
-use crate::record::{decode_snapshot, encode_outbox, encode_snapshot};
+use crate::record::{encode_outbox, encode_snapshot_parts, snapshot_version};
 use crate::wal::Op;
 
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
-use crate::{Error, Snapshot, SnapshotWrite};
+use crate::{Error, SnapshotWrite};
+
+pub(super) type Memtable = foldhash::HashMap<Vec<u8>, Vec<u8>>;
 
 pub(super) struct Trees {
     pub(super) db: sled::Db,
@@ -31,7 +33,7 @@ pub(super) struct Trees {
     /// Outbox entries below this sequence number are durable (in the log or in sled).
     pub(super) durable_seq: AtomicU64,
     /// Snapshot values written since the last checkpoint, by sled key. Only the writer mutates it.
-    pub(super) memtable: std::sync::RwLock<std::collections::HashMap<Vec<u8>, Vec<u8>>>,
+    pub(super) memtable: std::sync::RwLock<Memtable>,
 }
 
 impl Trees {
@@ -63,9 +65,18 @@ impl Trees {
             .map(|v| v.to_vec()))
     }
 
-    pub(super) fn memtable_read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, std::collections::HashMap<Vec<u8>, Vec<u8>>> {
+    /// The stored version of a snapshot key (0: absent), read in place: no copy, no decode.
+    fn snapshot_version(&self, key: &[u8], entity: &str) -> Result<u64, Error> {
+        if let Some(bytes) = self.memtable_read().get(key) {
+            return snapshot_version(entity, bytes);
+        }
+        match self.snapshots.get(key).map_err(storage)? {
+            Some(bytes) => snapshot_version(entity, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    pub(super) fn memtable_read(&self) -> std::sync::RwLockReadGuard<'_, Memtable> {
         self.memtable
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -145,10 +156,7 @@ impl Trees {
     pub(super) fn save(&self, write: &SnapshotWrite, ops: &mut Vec<Op>) -> Result<u64, Error> {
         let key = snapshot_key(write.kind, &write.key);
         // Only this thread writes, so the check and the write below cannot interleave with another.
-        let found = match self.snapshot_bytes(&key)? {
-            Some(bytes) => decode_snapshot(&write.key, &bytes)?.version,
-            None => 0,
-        };
+        let found = self.snapshot_version(&key, &write.key)?;
         if found != write.expected {
             return Err(Error::Conflict {
                 kind: write.kind.to_owned(),
@@ -158,11 +166,7 @@ impl Trees {
             });
         }
         let version = write.expected + 1;
-        let encoded = encode_snapshot(&Snapshot {
-            version,
-            owner: write.owner.clone(),
-            data: write.data.clone(),
-        });
+        let encoded = encode_snapshot_parts(version, write.owner.as_deref(), &write.data);
         let owner_key = write
             .owner
             .as_deref()
