@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A/B of server builds or settings on a noisy machine: the floor and every variant run side by
+# side (started and given users once), and wrk runs interleave floor, A, B, ... for ROUNDS rounds,
+# so a slow spell of the machine hits all of them alike. Each line is one round; compare within it.
+#   bash scripts/bench-ab.sh ROUNDS DURATION "NAME|SERVER_BIN|ENV VARS|CONNS" ...
+#   e.g. bash scripts/bench-ab.sh 6 5s "w1|target/release/emporium|EMPORIUM_WORKERS=1" \
+#          "w2|target/release/emporium|EMPORIUM_WORKERS=2"
+# CPU µs/req is the server process's user+system time over the run divided by its requests.
+# Bounded: ROUNDS x (1 + variants) wrk runs of DURATION on 127.0.0.1; everything stops at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
+[ $# -ge 3 ] || { sed -n '2,9p' "$0"; exit 2; }
+ROUNDS=$1 DURATION=$2
+shift 2
+CONNS=${CONNS:-64} USERS=${USERS:-256} SKUS=64 FLOOR=127.0.0.1:18190
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release -q -p emporium-http -p emporium-bench
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+target/release/hello-floor "$FLOOR" & pids+=($!)
+bench_products "$work/products.json" "$SKUS"
+names=() port=18200
+for spec in "$@"; do
+  IFS='|' read -r name bin envs conns <<<"$spec"
+  names+=("$name") port=$((port + 1))
+  echo "$port" > "$work/$name.port"; echo "${conns:-$CONNS}" > "$work/$name.conns"
+  # shellcheck disable=SC2086 # ENV VARS is a list of NAME=VALUE words
+  run() { env EMPORIUM_DATA_DIR="$work/$name" EMPORIUM_DEMO_CATALOG=false RUST_LOG=warn \
+    EMPORIUM_JWT_SECRET=bench-secret-0123456789abcdef $envs "$bin" "$@"; }
+  run catalog import "$work/products.json" >/dev/null
+  run serve --listen "127.0.0.1:$port" & pids+=($!)
+  echo $! > "$work/$name.pid"
+  bench_wait "http://127.0.0.1:$port/readyz"
+  bench_register "http://127.0.0.1:$port" "$USERS" > "$work/$name.tokens"
+  bench_lua "$work/$name.tokens" "$SKUS" > "$work/$name.lua"
+done
+bench_wait "http://$FLOOR/"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+for r in $(seq 1 "$ROUNDS"); do
+  wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://$FLOOR/" > "$work/floor.txt"
+  read -r f _ _ < <(bench_read "$work/floor.txt")
+  line="round $r | floor $f"
+  for name in "${names[@]}"; do
+    pid=$(cat "$work/$name.pid") c0=$(cpu_ticks "$(cat "$work/$name.pid")")
+    wrk -t2 -c"$(cat "$work/$name.conns")" -d"$DURATION" --latency -s "$work/$name.lua" \
+      "http://127.0.0.1:$(cat "$work/$name.port")/" > "$work/s.txt"
+    c1=$(cpu_ticks "$pid") n=$(grep -oP '\d+(?= requests in)' "$work/s.txt")
+    read -r s p99 bad < <(bench_read "$work/s.txt")
+    line="$line | $name $s ($(python3 -c "print(f'{100 * $s / $f:.1f}% of floor, p99 $p99 ms, {($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / $n:.1f} CPU us/req, non-2xx $bad')"))"
+  done
+  echo "$line"
+done
