@@ -29,11 +29,13 @@ for spec in "$@"; do
   IFS='|' read -r name bin envs conns <<<"$spec"
   names+=("$name") port=$((port + 1))
   echo "$port" > "$work/$name.port"; echo "${conns:-$CONNS}" > "$work/$name.conns"
-  # shellcheck disable=SC2086 # ENV VARS is a list of NAME=VALUE words
-  run() { env EMPORIUM_DATA_DIR="$work/$name" EMPORIUM_DEMO_CATALOG=false RUST_LOG=warn \
-    EMPORIUM_JWT_SECRET=bench-secret-0123456789abcdef $envs "$bin" "$@"; }
-  run catalog import "$work/products.json" >/dev/null
-  run serve --listen "127.0.0.1:$port" & pids+=($!)
+  # ENV VARS is a list of NAME=VALUE words. `env` execs the server, so $! is the server itself.
+  setting=(EMPORIUM_DATA_DIR="$work/$name" EMPORIUM_DEMO_CATALOG=false RUST_LOG=warn
+    EMPORIUM_JWT_SECRET=bench-secret-0123456789abcdef)
+  # shellcheck disable=SC2086
+  env "${setting[@]}" $envs "$bin" catalog import "$work/products.json" >/dev/null
+  # shellcheck disable=SC2086
+  env "${setting[@]}" $envs "$bin" serve --listen "127.0.0.1:$port" & pids+=($!)
   echo $! > "$work/$name.pid"
   bench_wait "http://127.0.0.1:$port/readyz"
   bench_register "http://127.0.0.1:$port" "$USERS" > "$work/$name.tokens"
