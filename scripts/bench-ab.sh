@@ -14,13 +14,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=$1 DURATION=$2
 shift 2
 CONNS=${CONNS:-64} USERS=${USERS:-256} SKUS=64 FLOOR=127.0.0.1:18190
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release -q -p emporium-http -p emporium-bench
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_prepare
 
 target/release/hello-floor "$FLOOR" & pids+=($!)
 bench_products "$work/products.json" "$SKUS"

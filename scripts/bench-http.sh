@@ -22,14 +22,7 @@ FLOOR=127.0.0.1:18090
 STORE=127.0.0.1:18080
 BIN=${SERVER_BIN:-target/release/emporium}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-cargo build --release -q -p emporium-http -p emporium-bench
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_prepare
 
 if [ -z "${NO_FLOOR:-}" ]; then
   echo "== floor: actix-web hello world"

@@ -1,6 +1,23 @@
 # Shared by the HTTP benchmarks (bench-http.sh, bench-ab.sh): the bench catalog, registered users,
 # the wrk script and the reading of wrk's output. Sourced, not run.
 
+# bench_prepare: wrk and curl installed, the release build current, $work a fresh directory, and
+# every process in $pids stopped (and $work removed) when the script exits.
+bench_prepare() {
+  command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+  command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+  cargo build --release -q -p emporium-http -p emporium-bench
+  work=$(mktemp -d)
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
 # bench_products FILE N: N untracked products BENCH-000.. as a catalog import file.
 bench_products() {
   python3 - "$1" "$2" <<'PY'
