@@ -3,8 +3,8 @@
 # actix-web hello-world floor, both measured with wrk in this one run on this machine.
 # Bounded: each wrk run lasts DURATION; everything targets 127.0.0.1 and is stopped at exit.
 #   DURATION=15s CONNS=64 THREADS=2 USERS=256 bash scripts/bench-http.sh
-# 64 connections: on this machine the store's throughput is the same as with 128 and its p99 is
-# about half (the target asks for p99 < 10 ms at the measured load); the floor gets the same.
+# 64 connections: on this machine the store's throughput is a little higher than with 128 and its p99
+# is about half (the target asks for p99 < 10 ms at the measured load); the floor gets the same.
 # SERVER_BIN=path runs another build of the server (an A/B comparison against this tree's).
 # Instructions per request, repeatable whatever else the machine does (no floor, server under
 # callgrind; divide the inclusive count of `LocalSet::tick`, the HTTP thread, by the requests):
