@@ -96,27 +96,27 @@ pub(crate) fn encode_snapshot_parts(version: u64, owner: Option<&str>, data: &[u
 /// The version of a stored snapshot, read without decoding the rest (the writer checks it on
 /// every conditional write). Format 1 starts with the version as bincode's fixed-width u64.
 pub(crate) fn snapshot_version(key: &str, bytes: &[u8]) -> Result<u64, crate::Error> {
-    match bytes.split_first() {
-        Some((&SNAPSHOT_FORMAT_V1, body)) => body
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| corrupt(key, "truncated snapshot")),
-        Some((other, _)) => Err(corrupt(key, format!("unknown snapshot format {other}"))),
-        None => Err(corrupt(key, "empty record")),
-    }
+    snapshot_v1_body(key, bytes)?
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| corrupt(key, "truncated snapshot"))
 }
 
 pub(crate) fn decode_snapshot(key: &str, bytes: &[u8]) -> Result<Snapshot, crate::Error> {
+    let v1: StoredSnapshotV1 =
+        bincode::deserialize(snapshot_v1_body(key, bytes)?).map_err(|e| corrupt(key, e))?;
+    Ok(Snapshot {
+        version: v1.version,
+        owner: v1.owner,
+        data: v1.data,
+    })
+}
+
+/// The body of a stored snapshot after its format marker; format 1 is the only one so far.
+fn snapshot_v1_body<'a>(key: &str, bytes: &'a [u8]) -> Result<&'a [u8], crate::Error> {
     match bytes.split_first() {
-        Some((&SNAPSHOT_FORMAT_V1, body)) => {
-            let v1: StoredSnapshotV1 = bincode::deserialize(body).map_err(|e| corrupt(key, e))?;
-            Ok(Snapshot {
-                version: v1.version,
-                owner: v1.owner,
-                data: v1.data,
-            })
-        }
+        Some((&SNAPSHOT_FORMAT_V1, body)) => Ok(body),
         Some((other, _)) => Err(corrupt(key, format!("unknown snapshot format {other}"))),
         None => Err(corrupt(key, "empty record")),
     }

@@ -69,29 +69,32 @@ impl Drop for TestExchange {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            rt.block_on(async move {
-                timeout(Duration::from_secs(10), async {
-                    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
-                    channel
-                        .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    conn.close(200, "OK".into())
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|_| "timed out".to_owned())?
-            })
+            rt.block_on(delete_exchange(&name))
         })
         .join();
         if !matches!(deleted, Ok(Ok(()))) {
             eprintln!("could not delete exchange {}: {deleted:?}", self.name);
         }
     }
+}
+
+/// Deletes `name` on the broker, over a connection of its own (bounded at 10 s).
+async fn delete_exchange(name: &str) -> Result<(), String> {
+    timeout(Duration::from_secs(10), async {
+        let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+        channel
+            .exchange_delete(name.into(), ExchangeDeleteOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.close(200, "OK".into())
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|_| "timed out".to_owned())?
 }
 
 /// A consumer with an exclusive auto-delete queue bound to the exchange with `order.*`, connected
@@ -341,18 +344,7 @@ async fn recovers_from_a_channel_error() {
         AmqpSink::new(&amqp_url(), options(&exchange.name)).unwrap_or_else(|e| panic!("new: {e}"));
     publish_ok(&sink, &entries("first", 5)).await;
 
-    let admin = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| panic!("admin connect: {e}"));
-    let channel = admin
-        .create_channel()
-        .await
-        .unwrap_or_else(|e| panic!("admin channel: {e}"));
-    channel
-        .exchange_delete(
-            exchange.name.as_str().into(),
-            ExchangeDeleteOptions::default(),
-        )
+    delete_exchange(&exchange.name)
         .await
         .unwrap_or_else(|e| panic!("delete exchange: {e}"));
 
