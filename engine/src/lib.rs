@@ -32,4 +32,4 @@ pub use emporium_persistence::EventSink;
 pub use engine::{ActorStats, Engine, EngineOptions};
 pub use entities::{CartLineView, CheckoutOutcome, CheckoutRequest};
 pub use error::Error;
-pub use relay::{decode_order_event, is_from_newer_build, InProcessSink, Relay, RelayStats};
+pub use relay::{decode_order_event, InProcessSink, Relay, RelayStats};

@@ -22,12 +22,6 @@ pub fn decode_order_event(payload: &[u8]) -> Result<OrderEvent, crate::Error> {
     codec::decode(payload)
 }
 
-/// Whether an outbox payload was written by a newer build than this one (another node can relay
-/// it; this one must not drop it).
-pub fn is_from_newer_build(payload: &[u8]) -> bool {
-    codec::is_newer_format(payload)
-}
-
 /// Delivers events to subscribers in this process (and to the log).
 pub struct InProcessSink {
     tx: broadcast::Sender<OrderEvent>,
@@ -141,16 +135,26 @@ impl Relay {
             return Ok(false);
         }
         let entries: Vec<OutboxEntry> = batch.iter().map(|r| r.entry.clone()).collect();
-        // All or nothing: a batch that failed part-way is sent again whole (at least once).
-        let span = tracing::trace_span!(target: "emporium::relay", "relay.publish",
-            otel.name = "relay.publish", sink = self.sink.name(), events = entries.len());
-        if let Err(e) = self.sink.publish(&entries).instrument(span).await {
+        // An event written by a newer build (a rolling deploy) is for a node that can read it: no
+        // sink of this build may drop it as undecodable, so the batch is not handed to one.
+        let newer = entries.iter().find(|e| codec::is_newer_format(&e.payload));
+        let published = match newer {
+            Some(e) => Err(format!("event {} was written by a newer build", e.event_id)),
+            None => {
+                // All or nothing: a batch that failed part-way is sent again whole (at least once).
+                let span = tracing::trace_span!(target: "emporium::relay", "relay.publish",
+                    otel.name = "relay.publish", sink = self.sink.name(), events = entries.len());
+                let published = self.sink.publish(&entries).instrument(span).await;
+                published.map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = published {
             // Let another node's relay take these now (one that can reach the broker, or read
             // an event of a newer build) instead of when this one's claim lease ends.
             if let Err(release) = outbox.release(&batch).await {
                 tracing::debug!(error = %release, "releasing the claimed outbox entries failed");
             }
-            return Err(e.to_string());
+            return Err(e);
         }
         outbox
             .mark_delivered(&batch, now_ms())
@@ -160,5 +164,44 @@ impl Relay {
             .delivered
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(batch.len() == BATCH)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emporium_cluster::ShardMap;
+    use emporium_persistence::{MemoryStore, Outbox, Stores};
+
+    fn entry(id: &str, payload: Vec<u8>) -> OutboxEntry {
+        OutboxEntry {
+            trace_parent: None,
+            event_id: id.into(),
+            routing_key: "order.created".into(),
+            payload,
+            created_at_ms: 1,
+        }
+    }
+
+    /// Whatever the sink: an event of a newer build leaves its batch undelivered (for a newer
+    /// node), while one corrupt under a known format is skipped and the outbox moves on.
+    #[actix_rt::test]
+    async fn newer_events_are_left_for_a_newer_node_and_corrupt_ones_skipped() {
+        let store = Arc::new(MemoryStore::new());
+        let stores = Stores::from_backend(store.clone());
+        let map = ShardMap::single_node(8).unwrap();
+        let engine = Engine::start(stores, map, crate::EngineOptions::default())
+            .await
+            .unwrap();
+        let relay = Relay::new(engine, Arc::new(InProcessSink::default()), Duration::ZERO);
+
+        store.append(entry("bad", vec![1, 0xff])).await.unwrap();
+        assert_eq!(relay.relay_batch().await, Ok(false));
+        assert_eq!(store.depth().await, Ok(0));
+
+        store.append(entry("new", vec![2, 0, 0])).await.unwrap();
+        let newer = relay.relay_batch().await;
+        assert!(newer.is_err(), "{newer:?}");
+        assert_eq!(store.depth().await, Ok(1));
     }
 }
