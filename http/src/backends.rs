@@ -19,13 +19,22 @@ use crate::events::Traced;
 /// What a node runs on, and the handles `/readyz` and `/metrics` read.
 pub struct Backends {
     pub stores: Stores,
-    /// `sled` or `mongodb`, for `/readyz`.
-    pub store_name: &'static str,
-    /// Database the shared store uses (namespaces the cache keys).
+    /// Database the shared store uses (namespaces the cache keys); `None` on the embedded store.
     pub database: Option<String>,
     /// Group-commit counters of the embedded store.
     pub commits: Option<Arc<CommitStats>>,
     pub cache: Option<Arc<CacheStats>>,
+}
+
+impl Backends {
+    /// `sled` or `mongodb`, for `/readyz`.
+    pub fn store_name(&self) -> &'static str {
+        if self.database.is_some() {
+            "mongodb"
+        } else {
+            "sled"
+        }
+    }
 }
 
 /// Opens the configured store and, when configured, the cart cache in front of it.
@@ -43,7 +52,6 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Backends> {
             let commits = store.commit_stats();
             Backends {
                 stores: Stores::from_backend(Arc::new(store)),
-                store_name: "sled",
                 database: None,
                 commits: Some(commits),
                 cache: None,
@@ -66,7 +74,6 @@ async fn open_mongo(uri: &str) -> anyhow::Result<Backends> {
     tracing::info!(%database, "store: MongoDB-compatible");
     Ok(Backends {
         stores: Stores::from_backend(Arc::new(store)),
-        store_name: "mongodb",
         database: Some(database),
         commits: None,
         cache: None,

@@ -155,7 +155,7 @@ impl Config {
         {
             return Err(format!("admin_emails: {bad:?} is not an email address"));
         }
-        self.store_kind()?;
+        let store = self.store_kind()?;
         // The Redis and RabbitMQ clients are built without TLS: a rediss:// or amqps:// URL would
         // never connect, so it is refused here rather than failing quietly at run time.
         for (key, url, scheme) in [
@@ -170,7 +170,7 @@ impl Config {
                 }
             }
         }
-        if self.redis_url.is_some() && self.store_kind()? == StoreKind::Sled {
+        if self.redis_url.is_some() && store == StoreKind::Sled {
             return Err(
                 "redis_url needs a shared store (store = a mongodb:// URI): in front of the \
                         embedded store a cart cache would only add a round trip"

@@ -80,19 +80,16 @@ pub async fn record(
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
+    // Matched once, for the span and the metrics both.
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     if !span.is_disabled() {
-        let route = req.match_pattern().unwrap_or_default();
         span.record("otel.name", format!("{} {route}", req.method()));
-        span.record("http.route", route);
+        span.record("http.route", route.as_str());
     }
+    let method = req.method().clone();
     let res = next.call(req).instrument(span.clone()).await?;
     span.record("http.response.status_code", res.status().as_u16());
     if let Some(m) = metrics {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
-        let method = res.request().method().clone();
         m.requests
             .with_label_values(&[route.as_str(), method.as_str(), res.status().as_str()])
             .inc();

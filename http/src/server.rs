@@ -167,8 +167,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: Metrics::new()?,
         relay: relay.stats(),
         sink,
+        store_name: backends.store_name(),
         commits: backends.commits,
-        store_name: backends.store_name,
         cache: backends.cache,
         body_limit: config.body_limit_bytes,
     });

@@ -35,7 +35,8 @@ const DEFAULT_DATABASE: &str = "emporium";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest one store operation may take before it is given up as `Unavailable`. The driver
 /// has no socket timeout, so without this a server that stops answering (a black-holed network,
-/// a frozen process) would hang the caller. Long enough for a replica-set election.
+/// a frozen process) would hang the caller. Shorter than a replica-set election (~10 s) on
+/// purpose: a request waiting out a failover answers a retryable 503 within the bound instead.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// See [`MongoStore::with_claim_lease`].
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
@@ -75,6 +76,7 @@ impl MongoStore {
         // the client instead. Reads see only what a majority has, so neither a snapshot nor an
         // outbox event that a failover could roll back is ever read (or published).
         options.retry_writes = options.retry_writes.or(Some(false));
+        // Forced, unlike retryable writes: a URI asking for less would break that guarantee.
         options.read_concern = Some(ReadConcern::majority());
         // Acknowledged means durable: a majority has it in its journal.
         options.write_concern = Some(

@@ -27,6 +27,11 @@ impl SnapshotStore for SledStore {
         self.write(move |trees, ops| trees.save(&write, ops)).await
     }
 
+    /// Read in place: no copy of the data, no decode.
+    async fn version(&self, kind: &str, key: &str) -> Result<u64, Error> {
+        self.trees.snapshot_version(&snapshot_key(kind, key), key)
+    }
+
     async fn list_by_owner(&self, kind: &str, owner: &str) -> Result<Vec<Snapshot>, Error> {
         let prefix = owner_prefix(kind, owner);
         let mut out = Vec::new();

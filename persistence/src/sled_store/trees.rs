@@ -66,7 +66,7 @@ impl Trees {
     }
 
     /// The stored version of a snapshot key (0: absent), read in place: no copy, no decode.
-    fn snapshot_version(&self, key: &[u8], entity: &str) -> Result<u64, Error> {
+    pub(super) fn snapshot_version(&self, key: &[u8], entity: &str) -> Result<u64, Error> {
         if let Some(bytes) = self.memtable_read().get(key) {
             return snapshot_version(entity, bytes);
         }
