@@ -36,7 +36,9 @@ pub async fn round_trip<S: SnapshotStore>(store: &S) {
 }
 
 pub async fn version_conflict<S: SnapshotStore>(store: Arc<S>) {
+    assert_eq!(store.version("cart", "vc").await, Ok(0));
     assert_eq!(store.save(write("vc", 0, b"base")).await, Ok(1));
+    assert_eq!(store.version("cart", "vc").await, Ok(1));
     // Two writers holding the same expected version race: exactly one wins.
     let a = {
         let s = store.clone();
