@@ -196,10 +196,13 @@ impl Outbox for MongoStore {
                 .map_err(map)?;
             // An emptied document loses its age, so its next event sorts by its own time (and one
             // left emptied by an earlier failed unset is mended here too). A push racing with this
-            // leaves a non-empty array, which the filter does not match.
+            // leaves a non-empty array, which the filter does not match. Every holder's age is at
+            // most the newest event delivered here (it is the oldest of its own), so the index
+            // range up to it covers them without walking the whole backlog behind.
+            let newest = records.iter().map(|r| r.entry.created_at_ms).max();
             self.snapshots
                 .update_many(
-                    doc! { "outbox_at": { "$exists": true }, "outbox": { "$size": 0 } },
+                    doc! { "outbox_at": { "$lte": int(newest.unwrap_or(0)) }, "outbox": { "$size": 0 } },
                     doc! { "$unset": { "outbox_at": "" } },
                 )
                 .await
