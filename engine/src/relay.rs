@@ -171,17 +171,8 @@ impl Relay {
 mod tests {
     use super::*;
     use emporium_cluster::ShardMap;
+    use emporium_persistence::testkit::outbox_entry;
     use emporium_persistence::{MemoryStore, Outbox, Stores};
-
-    fn entry(id: &str, payload: Vec<u8>) -> OutboxEntry {
-        OutboxEntry {
-            trace_parent: None,
-            event_id: id.into(),
-            routing_key: "order.created".into(),
-            payload,
-            created_at_ms: 1,
-        }
-    }
 
     /// Whatever the sink: an event of a newer build leaves its batch undelivered (for a newer
     /// node), while one corrupt under a known format is skipped and the outbox moves on.
@@ -195,11 +186,17 @@ mod tests {
             .unwrap();
         let relay = Relay::new(engine, Arc::new(InProcessSink::default()), Duration::ZERO);
 
-        store.append(entry("bad", vec![1, 0xff])).await.unwrap();
+        store
+            .append(outbox_entry("bad", vec![1, 0xff]))
+            .await
+            .unwrap();
         assert_eq!(relay.relay_batch().await, Ok(false));
         assert_eq!(store.depth().await, Ok(0));
 
-        store.append(entry("new", vec![2, 0, 0])).await.unwrap();
+        store
+            .append(outbox_entry("new", vec![2, 0, 0]))
+            .await
+            .unwrap();
         let newer = relay.relay_batch().await;
         assert!(newer.is_err(), "{newer:?}");
         assert_eq!(store.depth().await, Ok(1));

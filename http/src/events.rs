@@ -124,6 +124,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use emporium_persistence::testkit::outbox_entry;
 
     #[derive(Default)]
     struct Capture(Mutex<Vec<String>>);
@@ -143,22 +144,15 @@ mod tests {
         }
     }
 
-    fn entry(id: &str, payload: Vec<u8>) -> OutboxEntry {
-        OutboxEntry {
-            trace_parent: None,
-            event_id: id.into(),
-            routing_key: "order.created".into(),
-            payload,
-            created_at_ms: 1,
-        }
-    }
-
     #[actix_rt::test]
     async fn corrupt_events_are_skipped() {
         let capture: &'static Capture = Box::leak(Box::default());
         let sink = JsonEvents::new(capture);
         // Corrupt under the known format: skipped, the rest of the batch goes on.
-        assert_eq!(sink.publish(&[entry("bad", vec![1, 0xff])]).await, Ok(()));
+        assert_eq!(
+            sink.publish(&[outbox_entry("bad", vec![1, 0xff])]).await,
+            Ok(())
+        );
         assert_eq!(capture.0.lock().map(|s| s.len()).unwrap_or(9), 0);
     }
 }

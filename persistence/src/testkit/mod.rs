@@ -103,6 +103,17 @@ pub fn wait_port(port: u16, up: bool, within: Duration) -> bool {
     false
 }
 
+/// An `order.created` outbox entry with `payload`, for tests of what handles events.
+pub fn outbox_entry(event_id: &str, payload: Vec<u8>) -> crate::OutboxEntry {
+    crate::OutboxEntry {
+        trace_parent: None,
+        event_id: event_id.into(),
+        routing_key: "order.created".into(),
+        payload,
+        created_at_ms: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
