@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use actix::{Addr, MailboxError};
+use actix::MailboxError;
 use emporium_cluster::{Placement, ShardMap};
 use emporium_persistence::Stores;
 use tokio::sync::Notify;
@@ -164,14 +164,15 @@ impl Engine {
         self.route(shard_key)?;
         let registry = B::registry(self);
         for _ in 0..DELIVERY_ATTEMPTS {
-            let (addr, activated): (Addr<_>, bool) = registry.get_or_activate(self, key);
+            let (reply, activated) = registry.send(
+                self,
+                key,
+                Envelope::<B>(cmd.clone(), tracing::Span::current()),
+            );
             if activated {
                 self.enforce_actor_cap();
             }
-            match addr
-                .send(Envelope::<B>(cmd.clone(), tracing::Span::current()))
-                .await
-            {
+            match reply.await {
                 Err(MailboxError::Closed) | Ok(Err(Error::Passivated)) => {
                     tokio::task::yield_now().await;
                 }

@@ -261,3 +261,49 @@ async fn bad_inputs_get_proper_errors() {
     assert_eq!((s, b), (200, json!({"status": "ok"})));
     assert!(node.is_running(), "the server process died");
 }
+
+/// `/metrics` counts requests per route pattern, and hostile input cannot grow its label set:
+/// unknown methods share one label, unknown paths share the `unmatched` route.
+#[actix_rt::test]
+async fn metrics_label_routes_not_paths_or_invented_methods() {
+    let node = Node::start(NodeOpts::new().demo_catalog(false));
+    let admin_tok = admin_token(&node).await;
+    create_product(&node, &admin_tok, "Metric Item", "MET-1", 2.5, None).await;
+    let tok = register(&node, "mia", "mia@example.com", PASSWORD).await;
+    for _ in 0..2 {
+        assert_eq!(add_to_cart(&node, &tok, "MET-1", 1).await, 204);
+    }
+    for method in ["BREW", "FROB1", "FROB2"] {
+        let (s, b) = node
+            .raw_http(method, "/api/cart/items", &[], Vec::new())
+            .unwrap();
+        assert_error(&format!("{method} /api/cart/items"), (s, &b), 405);
+    }
+    for path in ["/api/nope-123", "/api/cart/nope-456"] {
+        let (s, b) = node.get(path, Some(tok.as_str())).await;
+        assert_error(&format!("GET {path}"), (s, &b), 404);
+    }
+
+    let text = node.metrics().await;
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    let adds =
+        r#"emporium_http_requests_total{method="POST",route="/api/cart/items",status="204"}"#;
+    assert_eq!(value(adds), Some(2.0), "{text}");
+    let timed =
+        r#"emporium_http_request_duration_seconds_count{method="POST",route="/api/cart/items"}"#;
+    assert_eq!(value(timed), Some(2.0), "{text}");
+    let odd =
+        r#"emporium_http_requests_total{method="OTHER",route="/api/cart/items",status="405"}"#;
+    assert_eq!(value(odd), Some(3.0), "{text}");
+    let unmatched = r#"emporium_http_requests_total{method="GET",route="unmatched",status="404"}"#;
+    assert_eq!(value(unmatched), Some(2.0), "{text}");
+    for invented in ["BREW", "FROB", "nope"] {
+        assert!(
+            !text.contains(invented),
+            "a client-chosen {invented:?} became a label:\n{text}"
+        );
+    }
+}

@@ -2,11 +2,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix::dev::Request;
 use actix::{Actor, Addr};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use super::entity::{EntityActor, Passivate};
+use super::entity::{EntityActor, Envelope, Passivate};
 use super::Behaviour;
 use crate::Engine;
 
@@ -88,7 +89,7 @@ impl<B: Behaviour> Registry<B> {
 
     /// The live actor for `key`, activating one (on the current arbiter) if there is none.
     /// Returns whether it was activated now.
-    pub fn get_or_activate(&self, engine: &Engine, key: &str) -> (Addr<EntityActor<B>>, bool) {
+    fn get_or_activate(&self, engine: &Engine, key: &str) -> (Addr<EntityActor<B>>, bool) {
         if let Some(entry) = self.live.get(key) {
             return (entry.addr.clone(), false);
         }
@@ -111,6 +112,22 @@ impl<B: Behaviour> Registry<B> {
                 (addr, true)
             }
         }
+    }
+
+    /// Sends `msg` to the live actor for `key`, activating one if there is none. A live actor is
+    /// sent to under the map's read guard, so its address is not cloned (two allocations) per
+    /// message. Returns whether the actor was activated now.
+    pub fn send(
+        &self,
+        engine: &Engine,
+        key: &str,
+        msg: Envelope<B>,
+    ) -> (Request<EntityActor<B>, Envelope<B>>, bool) {
+        if let Some(entry) = self.live.get(key) {
+            return (entry.addr.send(msg), false);
+        }
+        let (addr, activated) = self.get_or_activate(engine, key);
+        (addr.send(msg), activated)
     }
 
     /// Forgets `key` if it is still the activation of that generation.

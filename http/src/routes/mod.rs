@@ -11,9 +11,12 @@ use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
 
-/// One resource per path, so a wrong method gets a JSON 405 instead of falling through.
+/// One resource per path, so a wrong method gets a JSON 405 instead of falling through; each
+/// keeps its own metric handles.
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+    web::resource(path)
+        .app_data(crate::metrics::RouteMetrics::default())
+        .default_service(web::to(method_not_allowed))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
