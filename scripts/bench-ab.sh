@@ -6,6 +6,7 @@
 #   e.g. bash scripts/bench-ab.sh 6 5s "w1|target/release/emporium|EMPORIUM_WORKERS=1" \
 #          "w2|target/release/emporium|EMPORIUM_WORKERS=2"
 # CPU µs/req is the server process's user+system time over the run divided by its requests.
+# A summary per variant (mean and median share of the floor, p99 range, CPU) ends the output.
 # Bounded: ROUNDS x (1 + variants) wrk runs of DURATION on 127.0.0.1; everything stops at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,24 @@ for r in $(seq 1 "$ROUNDS"); do
       "http://127.0.0.1:$(cat "$work/$name.port")/" > "$work/s.txt"
     c1=$(cpu_ticks "$pid") n=$(grep -oP '\d+(?= requests in)' "$work/s.txt")
     read -r s p99 bad < <(bench_read "$work/s.txt")
-    line="$line | $name $s ($(python3 -c "print(f'{100 * $s / $f:.1f}% of floor, p99 $p99 ms, {($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / $n:.1f} CPU us/req, non-2xx $bad')"))"
+    cpu=$(python3 -c "print(f'{($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / $n:.1f}')")
+    echo "$name $s $f $p99 $cpu" >> "$work/rounds"
+    line="$line | $name $s ($(python3 -c "print(f'{100 * $s / $f:.1f}% of floor, p99 $p99 ms, $cpu CPU us/req, non-2xx $bad')"))"
   done
   echo "$line"
 done
+# Per variant over all rounds: the share of its round's floor (mean and median), the p99 range
+# and the mean CPU per request.
+python3 - "$work/rounds" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, s, f, p99, cpu = line.split()
+    rows.setdefault(name, []).append((100 * float(s) / float(f), float(p99), float(cpu)))
+for name, r in rows.items():
+    share = [x[0] for x in r]
+    print(f"summary {name}: {statistics.mean(share):.1f}% of the floor (median "
+          f"{statistics.median(share):.1f}%, {min(share):.1f}-{max(share):.1f}%), p99 "
+          f"{min(x[1] for x in r):.2f}-{max(x[1] for x in r):.2f} ms, "
+          f"{statistics.mean(x[2] for x in r):.1f} CPU us/req, {len(r)} rounds")
+PY
