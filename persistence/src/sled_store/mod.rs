@@ -18,6 +18,7 @@
 //! `flush_async` (which deadlocks under concurrent callers in sled 0.34, sled issue 1308) is never
 //! used.
 
+mod memtable;
 mod traits;
 mod trees;
 
@@ -363,5 +364,50 @@ mod tests {
             .collect();
         assert_eq!(ids, vec!["acknowledged"]);
         assert_eq!(store.depth().await, Ok(1));
+    }
+
+    /// A key read while absent (remembered as absent) reads as written once a write lands, and
+    /// still after a checkpoint moved the value from the memtable to sled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_read_as_absent_is_found_once_written_and_after_a_checkpoint() {
+        use crate::{SnapshotStore, SnapshotWrite};
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SledStore::open_with_checkpoints(dir.path(), Duration::from_millis(20)).unwrap();
+        for _ in 0..2 {
+            assert_eq!(store.load("inventory", "SKU-1").await.unwrap(), None);
+            assert_eq!(store.version("inventory", "SKU-1").await, Ok(0));
+        }
+        let write = SnapshotWrite {
+            kind: "inventory",
+            key: "SKU-1".into(),
+            expected: 0,
+            owner: None,
+            data: vec![7, 8, 9],
+            outbox: Vec::new(),
+        };
+        assert_eq!(store.save(write).await, Ok(1));
+        let data = |s: Option<crate::Snapshot>| s.map(|s| (s.version, s.data));
+        assert_eq!(
+            data(store.load("inventory", "SKU-1").await.unwrap()),
+            Some((1, vec![7, 8, 9]))
+        );
+        let stats = store.commit_stats();
+        let before = stats.checkpoints.load(Ordering::Relaxed);
+        for _ in 0..500 {
+            if stats.checkpoints.load(Ordering::Relaxed) > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            stats.checkpoints.load(Ordering::Relaxed) > before,
+            "no checkpoint ran"
+        );
+        assert_eq!(
+            data(store.load("inventory", "SKU-1").await.unwrap()),
+            Some((1, vec![7, 8, 9]))
+        );
+        assert_eq!(store.version("inventory", "SKU-1").await, Ok(1));
     }
 }

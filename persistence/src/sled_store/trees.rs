@@ -12,10 +12,10 @@ use super::{DELIVERED, PRODUCTS};
 use crate::record::{encode_outbox, encode_snapshot_parts, snapshot_version};
 use crate::wal::Op;
 
+use super::memtable::{Known, Memtable};
+
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 use crate::{Error, SnapshotWrite};
-
-pub(super) type Memtable = foldhash::HashMap<Vec<u8>, Vec<u8>>;
 
 pub(super) struct Trees {
     pub(super) db: sled::Db,
@@ -55,24 +55,31 @@ impl Trees {
 
     /// The current bytes of a snapshot key: the memtable first, then sled.
     pub(super) fn snapshot_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        if let Some(bytes) = self.memtable_read().get(key) {
-            return Ok(Some(bytes.clone()));
+        let spills = match self.memtable_read().lookup(key) {
+            Known::Value(bytes) => return Ok(Some(bytes.to_vec())),
+            Known::Absent => return Ok(None),
+            Known::Unknown { spills } => spills,
+        };
+        let found = self.snapshots.get(key).map_err(storage)?;
+        if found.is_none() {
+            self.memtable_write().mark_absent(key, spills);
         }
-        Ok(self
-            .snapshots
-            .get(key)
-            .map_err(storage)?
-            .map(|v| v.to_vec()))
+        Ok(found.map(|v| v.to_vec()))
     }
 
     /// The stored version of a snapshot key (0: absent), read in place: no copy, no decode.
     pub(super) fn snapshot_version(&self, key: &[u8], entity: &str) -> Result<u64, Error> {
-        if let Some(bytes) = self.memtable_read().get(key) {
-            return snapshot_version(entity, bytes);
-        }
+        let spills = match self.memtable_read().lookup(key) {
+            Known::Value(bytes) => return snapshot_version(entity, bytes),
+            Known::Absent => return Ok(0),
+            Known::Unknown { spills } => spills,
+        };
         match self.snapshots.get(key).map_err(storage)? {
             Some(bytes) => snapshot_version(entity, &bytes),
-            None => Ok(0),
+            None => {
+                self.memtable_write().mark_absent(key, spills);
+                Ok(0)
+            }
         }
     }
 
@@ -82,12 +89,18 @@ impl Trees {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn memtable_write(&self) -> std::sync::RwLockWriteGuard<'_, Memtable> {
+        self.memtable
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Writes every dirty snapshot to sled (once per key), then forgets them. sled has each value
     /// before the memtable lets go of it, so readers never miss one.
     pub(super) fn spill_memtable(&self) -> Result<(), Error> {
         let dirty: Vec<(Vec<u8>, Vec<u8>)> = self
             .memtable_read()
-            .iter()
+            .values()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if dirty.is_empty() {
@@ -98,10 +111,7 @@ impl Trees {
             batch.insert(key.as_slice(), value.as_slice());
         }
         self.snapshots.apply_batch(batch).map_err(storage)?;
-        self.memtable
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        self.memtable_write().spilled();
         Ok(())
     }
 
@@ -189,10 +199,7 @@ impl Trees {
                 })
                 .map_err(tx_error)?;
         }
-        self.memtable
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.clone(), encoded.clone());
+        self.memtable_write().insert(key.clone(), encoded.clone());
         self.depth.fetch_add(outbox.len() as u64, Ordering::Relaxed);
         ops.push(put(SNAPSHOTS, key, encoded));
         if let Some(owner_key) = owner_key {
