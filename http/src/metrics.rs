@@ -78,29 +78,32 @@ struct RouteHandles {
 impl RouteMetrics {
     fn record(&self, metrics: &Metrics, req: &HttpRequest, status: StatusCode, seconds: f64) {
         let method = method_label(req.method());
-        let mut handles = self.0.borrow_mut();
-        let i = match handles
-            .iter()
-            .position(|h| h.method == method && h.status == status)
-        {
-            Some(i) => i,
-            None => {
-                let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.into());
-                handles.push(RouteHandles {
-                    method,
-                    status,
-                    requests: metrics.requests.with_label_values(&[
-                        route.as_str(),
-                        method,
-                        status.as_str(),
-                    ]),
-                    latency: metrics.latency.with_label_values(&[route.as_str(), method]),
-                });
-                handles.len() - 1
-            }
+        // Never fails: recording does not re-enter itself. Still no panic on the request path.
+        let Ok(mut handles) = self.0.try_borrow_mut() else {
+            return;
         };
-        handles[i].requests.inc();
-        handles[i].latency.observe(seconds);
+        if let Some(h) = handles
+            .iter()
+            .find(|h| h.method == method && h.status == status)
+        {
+            h.requests.inc();
+            h.latency.observe(seconds);
+            return;
+        }
+        let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.into());
+        let h = RouteHandles {
+            method,
+            status,
+            requests: metrics.requests.with_label_values(&[
+                route.as_str(),
+                method,
+                status.as_str(),
+            ]),
+            latency: metrics.latency.with_label_values(&[route.as_str(), method]),
+        };
+        h.requests.inc();
+        h.latency.observe(seconds);
+        handles.push(h);
     }
 }
 
