@@ -1,6 +1,7 @@
 //! The cart state machine: pure, no I/O. One cart per user.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -9,15 +10,17 @@ pub const MAX_LINE_QUANTITY: u32 = 10_000;
 /// The most distinct lines one cart may hold.
 pub const MAX_LINES: usize = 500;
 
+/// The strings are shared (`Arc<str>`), so the copy of the state each change makes costs
+/// reference counts, not an allocation per string; they encode exactly as `String`s do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartState {
     /// Keyed by SKU, so lines come out sorted by SKU.
-    pub lines: BTreeMap<String, CartLine>,
+    pub lines: BTreeMap<Arc<str>, CartLine>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartLine {
-    pub product_id: String,
+    pub product_id: Arc<str>,
     pub quantity: u32,
 }
 
@@ -84,7 +87,10 @@ impl CartState {
                 if !(1..=i64::from(MAX_LINE_QUANTITY)).contains(quantity) {
                     return Err(Error::BadQuantity(*quantity));
                 }
-                let current = self.lines.get(sku).map_or(0, |l| i64::from(l.quantity));
+                let current = self
+                    .lines
+                    .get(sku.as_str())
+                    .map_or(0, |l| i64::from(l.quantity));
                 if current == 0 && self.lines.len() >= MAX_LINES {
                     return Err(Error::TooManyLines);
                 }
@@ -104,7 +110,7 @@ impl CartState {
                 quantity,
                 available,
             } => {
-                let Some(line) = self.lines.get(sku) else {
+                let Some(line) = self.lines.get(sku.as_str()) else {
                     return Err(Error::NotInCart(sku.clone()));
                 };
                 if *quantity <= 0 {
@@ -116,11 +122,11 @@ impl CartState {
                 check_stock(sku, *quantity, *available)?;
                 Ok(vec![CartEvent::QuantityChanged {
                     sku: sku.clone(),
-                    product_id: line.product_id.clone(),
+                    product_id: line.product_id.to_string(),
                     quantity: to_u32(*quantity),
                 }])
             }
-            CartCommand::Remove { sku } => Ok(if self.lines.contains_key(sku) {
+            CartCommand::Remove { sku } => Ok(if self.lines.contains_key(sku.as_str()) {
                 vec![CartEvent::LineRemoved { sku: sku.clone() }]
             } else {
                 vec![]
@@ -139,17 +145,26 @@ impl CartState {
                 sku,
                 product_id,
                 quantity,
-            } => {
-                self.lines.insert(
-                    sku,
-                    CartLine {
-                        product_id,
-                        quantity,
-                    },
-                );
-            }
+            } => match self.lines.get_mut(sku.as_str()) {
+                // The line's strings stay shared with earlier copies of the state.
+                Some(line) => {
+                    line.quantity = quantity;
+                    if *line.product_id != *product_id {
+                        line.product_id = product_id.into();
+                    }
+                }
+                None => {
+                    self.lines.insert(
+                        sku.into(),
+                        CartLine {
+                            product_id: product_id.into(),
+                            quantity,
+                        },
+                    );
+                }
+            },
             CartEvent::LineRemoved { sku } => {
-                self.lines.remove(&sku);
+                self.lines.remove(sku.as_str());
             }
             CartEvent::Cleared => self.lines.clear(),
         }
@@ -204,11 +219,7 @@ mod tests {
         run(&mut cart, &add("B", 2, None)).unwrap();
         run(&mut cart, &add("A", 1, None)).unwrap();
         run(&mut cart, &add("B", 3, None)).unwrap();
-        let lines: Vec<_> = cart
-            .lines
-            .iter()
-            .map(|(s, l)| (s.as_str(), l.quantity))
-            .collect();
+        let lines: Vec<_> = cart.lines.iter().map(|(s, l)| (&**s, l.quantity)).collect();
         assert_eq!(lines, vec![("A", 1), ("B", 5)]);
     }
 
@@ -261,5 +272,53 @@ mod tests {
         run(&mut cart, &add("A", 1, None)).unwrap();
         run(&mut cart, &CartCommand::Clear).unwrap();
         assert!(cart.is_empty());
+    }
+
+    /// Carts stored by builds that held the strings as `String` decode, and are written the same.
+    #[test]
+    fn shared_strings_keep_the_stored_layout() {
+        #[derive(serde::Serialize)]
+        struct OldLine {
+            product_id: String,
+            quantity: u32,
+        }
+        #[derive(serde::Serialize)]
+        struct OldCart {
+            lines: BTreeMap<String, OldLine>,
+        }
+        let old = OldCart {
+            lines: [("SKU-1", "p-1", 3), ("SKU-2", "p-2", 1)]
+                .into_iter()
+                .map(|(sku, id, quantity)| {
+                    let line = OldLine {
+                        product_id: id.into(),
+                        quantity,
+                    };
+                    (sku.to_owned(), line)
+                })
+                .collect(),
+        };
+        let mut cart = CartState::default();
+        run(&mut cart, &add("SKU-2", 1, None)).unwrap();
+        run(&mut cart, &add("SKU-1", 3, None)).unwrap();
+        for line in cart.lines.values_mut() {
+            line.product_id = line.product_id.replace("p-SKU", "p").into();
+        }
+        let old_bytes = crate::codec::encode(&old).unwrap();
+        assert_eq!(crate::codec::encode(&cart).unwrap(), old_bytes);
+        assert_eq!(crate::codec::decode::<CartState>(&old_bytes).unwrap(), cart);
+    }
+
+    #[test]
+    fn a_changed_line_keeps_sharing_its_strings_with_the_last_state() {
+        let mut cart = CartState::default();
+        run(&mut cart, &add("A", 1, None)).unwrap();
+        let before = cart.clone();
+        run(&mut cart, &add("A", 2, None)).unwrap();
+        let (sku, line) = cart.lines.iter().next().unwrap();
+        let (old_sku, old_line) = before.lines.iter().next().unwrap();
+        assert_eq!(line.quantity, 3);
+        assert_eq!(old_line.quantity, 1, "the earlier state changed too");
+        assert!(Arc::ptr_eq(sku, old_sku) && Arc::ptr_eq(&line.product_id, &old_line.product_id));
     }
 }

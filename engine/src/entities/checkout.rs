@@ -88,12 +88,12 @@ pub(super) async fn run(
         match catalog.get_by_sku(sku) {
             Some(p) => items.push(OrderItem {
                 product_id: p.id.clone(),
-                sku: sku.clone(),
+                sku: sku.to_string(),
                 name: p.name.clone(),
                 unit_price_cents: p.price_cents,
                 quantity: line.quantity,
             }),
-            None => unavailable.push(sku.clone()),
+            None => unavailable.push(sku.to_string()),
         }
     }
     if !unavailable.is_empty() {
