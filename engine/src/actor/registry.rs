@@ -87,36 +87,9 @@ impl<B: Behaviour> Registry<B> {
         self.live.len()
     }
 
-    /// The live actor for `key`, activating one (on the current arbiter) if there is none.
-    /// Returns whether it was activated now.
-    fn get_or_activate(&self, engine: &Engine, key: &str) -> (Addr<EntityActor<B>>, bool) {
-        if let Some(entry) = self.live.get(key) {
-            return (entry.addr.clone(), false);
-        }
-        match self.live.entry(key.to_owned()) {
-            Entry::Occupied(e) => (e.get().addr.clone(), false),
-            Entry::Vacant(v) => {
-                let slot = Arc::new(Slot {
-                    generation: self.generations.fetch_add(1, Ordering::Relaxed),
-                    born: Instant::now(),
-                    last_active_ms: AtomicU64::new(0),
-                });
-                let addr =
-                    EntityActor::<B>::new(key.to_owned(), engine.clone(), slot.clone()).start();
-                v.insert(Entry_ {
-                    addr: addr.clone(),
-                    slot,
-                });
-                self.stats.active.fetch_add(1, Ordering::Relaxed);
-                self.stats.activated.fetch_add(1, Ordering::Relaxed);
-                (addr, true)
-            }
-        }
-    }
-
-    /// Sends `msg` to the live actor for `key`, activating one if there is none. A live actor is
-    /// sent to under the map's read guard, so its address is not cloned (two allocations) per
-    /// message. Returns whether the actor was activated now.
+    /// Sends `msg` to the live actor for `key`, activating one (on the current arbiter) if there
+    /// is none. The actor is sent to under the map's guard, so its address is not cloned (two
+    /// allocations) per message. Returns whether the actor was activated now.
     pub fn send(
         &self,
         engine: &Engine,
@@ -126,8 +99,23 @@ impl<B: Behaviour> Registry<B> {
         if let Some(entry) = self.live.get(key) {
             return (entry.addr.send(msg), false);
         }
-        let (addr, activated) = self.get_or_activate(engine, key);
-        (addr.send(msg), activated)
+        match self.live.entry(key.to_owned()) {
+            Entry::Occupied(e) => (e.get().addr.send(msg), false),
+            Entry::Vacant(v) => {
+                let slot = Arc::new(Slot {
+                    generation: self.generations.fetch_add(1, Ordering::Relaxed),
+                    born: Instant::now(),
+                    last_active_ms: AtomicU64::new(0),
+                });
+                let addr =
+                    EntityActor::<B>::new(key.to_owned(), engine.clone(), slot.clone()).start();
+                let reply = addr.send(msg);
+                v.insert(Entry_ { addr, slot });
+                self.stats.active.fetch_add(1, Ordering::Relaxed);
+                self.stats.activated.fetch_add(1, Ordering::Relaxed);
+                (reply, true)
+            }
+        }
     }
 
     /// Forgets `key` if it is still the activation of that generation.
