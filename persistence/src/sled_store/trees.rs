@@ -55,30 +55,33 @@ impl Trees {
 
     /// The current bytes of a snapshot key: the memtable first, then sled.
     pub(super) fn snapshot_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let spills = match self.memtable_read().lookup(key) {
-            Known::Value(bytes) => return Ok(Some(bytes.to_vec())),
-            Known::Absent => return Ok(None),
-            Known::Unknown { spills } => spills,
-        };
-        let found = self.snapshots.get(key).map_err(storage)?;
-        if found.is_none() {
-            self.memtable_write().mark_absent(key, spills);
-        }
-        Ok(found.map(|v| v.to_vec()))
+        self.read_snapshot(key, |bytes| Ok(bytes.to_vec()))
     }
 
     /// The stored version of a snapshot key (0: absent), read in place: no copy, no decode.
     pub(super) fn snapshot_version(&self, key: &[u8], entity: &str) -> Result<u64, Error> {
+        Ok(self
+            .read_snapshot(key, |bytes| snapshot_version(entity, bytes))?
+            .unwrap_or(0))
+    }
+
+    /// Reads a snapshot key's bytes with `read`: from the memtable, else from sled. A key found in
+    /// neither is remembered as absent, so the next read of it skips sled.
+    fn read_snapshot<T>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(&[u8]) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
         let spills = match self.memtable_read().lookup(key) {
-            Known::Value(bytes) => return snapshot_version(entity, bytes),
-            Known::Absent => return Ok(0),
+            Known::Value(bytes) => return read(bytes).map(Some),
+            Known::Absent => return Ok(None),
             Known::Unknown { spills } => spills,
         };
         match self.snapshots.get(key).map_err(storage)? {
-            Some(bytes) => snapshot_version(entity, &bytes),
+            Some(bytes) => read(&bytes).map(Some),
             None => {
                 self.memtable_write().mark_absent(key, spills);
-                Ok(0)
+                Ok(None)
             }
         }
     }
