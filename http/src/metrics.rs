@@ -86,24 +86,31 @@ impl RouteMetrics {
             .iter()
             .find(|h| h.method == method && h.status == status)
         {
-            h.requests.inc();
-            h.latency.observe(seconds);
+            h.observe(seconds);
             return;
         }
         let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.into());
-        let h = RouteHandles {
+        let h = RouteHandles::new(metrics, &route, method, status);
+        h.observe(seconds);
+        handles.push(h);
+    }
+}
+
+impl RouteHandles {
+    fn new(metrics: &Metrics, route: &str, method: &'static str, status: StatusCode) -> Self {
+        Self {
             method,
             status,
-            requests: metrics.requests.with_label_values(&[
-                route.as_str(),
-                method,
-                status.as_str(),
-            ]),
-            latency: metrics.latency.with_label_values(&[route.as_str(), method]),
-        };
-        h.requests.inc();
-        h.latency.observe(seconds);
-        handles.push(h);
+            requests: metrics
+                .requests
+                .with_label_values(&[route, method, status.as_str()]),
+            latency: metrics.latency.with_label_values(&[route, method]),
+        }
+    }
+
+    fn observe(&self, seconds: f64) {
+        self.requests.inc();
+        self.latency.observe(seconds);
     }
 }
 
@@ -154,16 +161,13 @@ pub async fn record(
         match req.app_data::<RouteMetrics>() {
             Some(route) => route.record(&state.metrics, req, res.status(), seconds),
             // No resource matched (a 404 from a scope's default service).
-            None => {
-                let method = method_label(req.method());
-                let m = &state.metrics;
-                m.requests
-                    .with_label_values(&[UNMATCHED, method, res.status().as_str()])
-                    .inc();
-                m.latency
-                    .with_label_values(&[UNMATCHED, method])
-                    .observe(seconds);
-            }
+            None => RouteHandles::new(
+                &state.metrics,
+                UNMATCHED,
+                method_label(req.method()),
+                res.status(),
+            )
+            .observe(seconds),
         }
     }
     Ok(res)
