@@ -9,7 +9,9 @@
 //!
 //! Layout: a header block `[magic 8][generation u64 LE][checksum u64 LE]`, zero-padded to
 //! [`HEADER_BYTES`], then records `[len u32 LE][checksum u64 LE][generation u64 LE][payload]`,
-//! the checksum covering generation and payload.
+//! the checksum covering generation and payload. The magic names the checksum: CRC-32 (hardware-assisted,
+//! zero-extended to 64 bits) in `EMPWAL02` logs, FNV-1a 64 in the `EMPWAL01` logs of
+//! earlier builds, which still replay; a log takes the current magic at its next reset.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -29,7 +31,10 @@ pub(crate) struct Op {
     pub value: Option<Vec<u8>>,
 }
 
-const MAGIC: &[u8; 8] = b"EMPWAL01";
+/// Written by earlier builds: FNV-1a checksums.
+const MAGIC_FNV: &[u8; 8] = b"EMPWAL01";
+/// Written now: CRC-32 checksums.
+const MAGIC_CRC: &[u8; 8] = b"EMPWAL02";
 const HEADER_BYTES: u64 = 4096;
 const RECORD_HEADER: usize = 20;
 /// The file grows by this much of written zeros whenever a record would not fit.
@@ -37,23 +42,59 @@ const PREALLOCATE: u64 = 16 << 20;
 /// The largest record replay accepts; a larger length is corruption.
 const MAX_RECORD: usize = 1 << 30;
 const FORMAT_V1: u8 = 1;
+/// The largest record buffer kept for the next append.
+const MAX_KEPT_BUFFER: usize = 1 << 20;
 
 pub(crate) struct Wal {
     file: File,
     generation: u64,
+    /// The checksum of the records in this generation.
+    sum: Checksum,
+    /// The record being written, reused from append to append.
+    record: Vec<u8>,
     /// Where the next record goes.
     end: u64,
     capacity: u64,
 }
 
-/// FNV-1a 64: detects torn writes; not a defence against tampering.
-fn checksum(parts: &[&[u8]]) -> u64 {
-    parts
-        .iter()
-        .flat_map(|p| p.iter())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
+/// Detects torn writes; not a defence against tampering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checksum {
+    Fnv1a,
+    Crc32,
+}
+
+impl Checksum {
+    fn of_magic(magic: &[u8]) -> Option<Self> {
+        match magic {
+            m if m == MAGIC_CRC => Some(Self::Crc32),
+            m if m == MAGIC_FNV => Some(Self::Fnv1a),
+            _ => None,
+        }
+    }
+
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Self::Crc32 => MAGIC_CRC,
+            Self::Fnv1a => MAGIC_FNV,
+        }
+    }
+
+    fn of(self, parts: &[&[u8]]) -> u64 {
+        match self {
+            Self::Crc32 => {
+                let mut hasher = crc32fast::Hasher::new();
+                parts.iter().for_each(|p| hasher.update(p));
+                u64::from(hasher.finalize())
+            }
+            Self::Fnv1a => parts
+                .iter()
+                .flat_map(|p| p.iter())
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+                }),
+        }
+    }
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -74,10 +115,13 @@ impl Wal {
             .open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let header_ok = bytes.get(..8) == Some(MAGIC.as_slice())
-            && bytes
+        let sum = bytes.get(..8).and_then(Checksum::of_magic);
+        let header_ok = sum.is_some_and(|sum| {
+            bytes
                 .get(..16)
-                .is_some_and(|h| checksum(&[h]) == u64_at(&bytes, 16));
+                .is_some_and(|h| sum.of(&[h]) == u64_at(&bytes, 16))
+        });
+        let sum = sum.filter(|_| header_ok).unwrap_or(Checksum::Crc32);
         // A fresh or damaged log starts its generations at the current time in microseconds, above
         // any generation an earlier life of the file can have used (they grow by one per reset).
         let generation = if header_ok {
@@ -96,7 +140,7 @@ impl Wal {
         let mut offset = 0;
         while let Some(head) = records.get(offset..offset + RECORD_HEADER) {
             let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-            let (sum, record_generation) = (u64_at(head, 4), u64_at(head, 12));
+            let record_generation = u64_at(head, 12);
             if len == 0 || len > MAX_RECORD || record_generation != generation {
                 break;
             }
@@ -104,7 +148,7 @@ impl Wal {
             else {
                 break;
             };
-            if checksum(&[&head[12..20], payload]) != sum {
+            if sum.of(&[&head[12..20], payload]) != u64_at(head, 4) {
                 break;
             }
             match payload.split_first() {
@@ -120,6 +164,8 @@ impl Wal {
         let mut wal = Self {
             file,
             generation,
+            sum,
+            record: Vec::new(),
             end: at as u64,
             capacity: bytes.len() as u64,
         };
@@ -143,21 +189,34 @@ impl Wal {
 
     /// Writes one batch and makes it durable.
     pub fn append(&mut self, ops: &[Op]) -> std::io::Result<()> {
-        let mut payload = vec![FORMAT_V1];
-        bincode::serialize_into(&mut payload, ops).map_err(std::io::Error::other)?;
-        let len = u32::try_from(payload.len()).map_err(std::io::Error::other)?;
+        let mut record = std::mem::take(&mut self.record);
+        record.clear();
+        record.resize(RECORD_HEADER, 0);
+        record.push(FORMAT_V1);
+        let written = bincode::serialize_into(&mut record, ops)
+            .map_err(std::io::Error::other)
+            .and_then(|()| self.write_record(&mut record));
+        // A rare huge batch (a catalog import) does not pin its buffer.
+        if record.capacity() <= MAX_KEPT_BUFFER {
+            self.record = record;
+        }
+        written
+    }
+
+    /// Fills in the header of `record` (header space, then payload) and writes it durably.
+    fn write_record(&mut self, record: &mut [u8]) -> std::io::Result<()> {
+        let len = u32::try_from(record.len() - RECORD_HEADER).map_err(std::io::Error::other)?;
         let generation = self.generation.to_le_bytes();
-        let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&checksum(&[&generation, &payload]).to_le_bytes());
-        record.extend_from_slice(&generation);
-        record.extend_from_slice(&payload);
+        let sum = self.sum.of(&[&generation, &record[RECORD_HEADER..]]);
+        record[..4].copy_from_slice(&len.to_le_bytes());
+        record[4..12].copy_from_slice(&sum.to_le_bytes());
+        record[12..20].copy_from_slice(&generation);
         // Keep a zeroed record header after this one, so replay finds a clean end.
         let needed = self.end + record.len() as u64 + RECORD_HEADER as u64;
         if needed > self.capacity {
             self.preallocate(needed + PREALLOCATE)?;
         }
-        self.file.write_all_at(&record, self.end)?;
+        self.file.write_all_at(record, self.end)?;
         self.file.sync_data()?;
         self.end += record.len() as u64;
         Ok(())
@@ -175,15 +234,19 @@ impl Wal {
             self.preallocate(HEADER_BYTES + PREALLOCATE)?;
         }
         // Committed to memory only once on disk: a failed reset leaves this log as it was.
-        let generation = self.generation + 1;
+        self.write_header(self.generation + 1, Checksum::Crc32)
+    }
+
+    fn write_header(&mut self, generation: u64, sum: Checksum) -> std::io::Result<()> {
         let mut header = [0u8; 24];
-        header[..8].copy_from_slice(MAGIC);
+        header[..8].copy_from_slice(sum.magic());
         header[8..16].copy_from_slice(&generation.to_le_bytes());
-        let sum = checksum(&[&header[..16]]);
-        header[16..24].copy_from_slice(&sum.to_le_bytes());
+        let header_sum = sum.of(&[&header[..16]]);
+        header[16..24].copy_from_slice(&header_sum.to_le_bytes());
         self.file.write_all_at(&header, 0)?;
         self.file.sync_data()?;
         self.generation = generation;
+        self.sum = sum;
         self.end = HEADER_BYTES;
         Ok(())
     }
@@ -219,6 +282,88 @@ mod tests {
         let old_bytes = bincode::serialize(&old).unwrap();
         assert_eq!(bincode::serialize(&new).unwrap(), old_bytes);
         assert_eq!(bincode::deserialize::<Vec<Op>>(&old_bytes).unwrap(), new);
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn magic_of(path: &Path) -> [u8; 8] {
+        let mut magic = [0u8; 8];
+        File::open(path)
+            .unwrap()
+            .read_exact_at(&mut magic, 0)
+            .unwrap();
+        magic
+    }
+
+    /// Bytes an earlier build (`fe402ee`, FNV-1a checksums) wrote: two batches. After an upgrade
+    /// they replay, appends continue in that format, and the next reset moves the log to CRC-32.
+    #[test]
+    fn a_log_an_earlier_build_wrote_replays_and_moves_to_crc_at_reset() {
+        const HEADER: &str = "454d5057414c3031412b1376e760060044a73a8c200a5837";
+        const RECORDS: &str = "2a00000080e9f4a120783b99412b1376e76006000102000000000000000101000000\
+            000000000101030000000000000001010102010000000000000005002800000061786fc4ec236345412b1376\
+            e760060001010000000000000000080000000000000063617274006140620105000000000000000909090909";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let mut bytes = hex(HEADER);
+        bytes.resize(HEADER_BYTES as usize, 0);
+        bytes.extend(hex(&RECORDS.split_whitespace().collect::<String>()));
+        bytes.resize(bytes.len() + 4096, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let cart = Op {
+            tree: 0,
+            key: b"cart\0a@b".to_vec(),
+            value: Some(vec![9; 5]),
+        };
+        let second = Op {
+            tree: 2,
+            key: vec![5],
+            value: None,
+        };
+        let (mut wal, batches) = Wal::open(&path).unwrap();
+        assert_eq!(
+            batches,
+            vec![vec![op(1), second.clone()], vec![cart.clone()]]
+        );
+        wal.append(&[op(3)]).unwrap();
+        drop(wal);
+        let (mut wal, batches) = Wal::open(&path).unwrap();
+        assert_eq!(batches.len(), 3, "an append in the old format was lost");
+        assert_eq!(&magic_of(&path), MAGIC_FNV);
+        wal.reset().unwrap();
+        wal.append(&[op(4)]).unwrap();
+        drop(wal);
+        assert_eq!(&magic_of(&path), MAGIC_CRC);
+        let (_, batches) = Wal::open(&path).unwrap();
+        assert_eq!(batches, vec![vec![op(4)]]);
+    }
+
+    /// The checksums really differ: a record is only accepted under its own header's algorithm.
+    #[test]
+    fn records_are_checked_with_the_checksum_their_header_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        assert_eq!(&magic_of(&path), MAGIC_CRC);
+        wal.append(&[op(1)]).unwrap();
+        let generation = wal.generation;
+        drop(wal);
+        // The same header under the old magic (with a matching header checksum): the CRC-summed
+        // record no longer checks out, so nothing replays.
+        let mut header = [0u8; 24];
+        header[..8].copy_from_slice(MAGIC_FNV);
+        header[8..16].copy_from_slice(&generation.to_le_bytes());
+        let sum = Checksum::Fnv1a.of(&[&header[..16]]);
+        header[16..].copy_from_slice(&sum.to_le_bytes());
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&header, 0).unwrap();
+        let (_, batches) = Wal::open(&path).unwrap();
+        assert!(batches.is_empty());
     }
 
     #[test]

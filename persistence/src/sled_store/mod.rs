@@ -21,25 +21,20 @@
 mod memtable;
 mod traits;
 mod trees;
+mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
 use crate::wal::{Op, Wal};
-use crate::Error;
+use crate::{Error, SnapshotWrite};
 use trees::Trees;
-
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// Applies one write (not yet durable), records its operations, returns how to complete it.
-type Job = Box<dyn FnOnce(&Trees, &mut Vec<Op>) -> Completion + Send>;
-
-/// The most jobs one log append covers; bounds the wait of the first job in a batch.
-const MAX_BATCH: usize = 4096;
+use writer::{writer_loop, Job};
 /// sled is flushed and the log reset at least this often while writes arrive...
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// ...or when the log grows past this.
@@ -154,7 +149,7 @@ impl SledStore {
         F: FnOnce(&Trees, &mut Vec<Op>) -> Result<T, Error> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |trees, ops| {
+        self.submit(Job::Other(Box::new(move |trees, ops| {
             let result = op(trees, ops);
             Box::new(move |flushed| {
                 let _ = tx.send(match (result, flushed) {
@@ -163,20 +158,29 @@ impl SledStore {
                     (Ok(_), Err(e)) => Err(Error::Unavailable(format!("flush failed: {e}"))),
                 });
             })
-        });
-        {
-            let writer = self
-                .writer
-                .lock()
-                .map_err(|_| Error::Unavailable("writer lock poisoned".into()))?;
-            writer
-                .as_ref()
-                .ok_or_else(|| Error::Unavailable("store closing".into()))?
-                .send(job)
-                .map_err(|_| Error::Unavailable("writer stopped".into()))?;
-        }
+        })))?;
         rx.await
             .unwrap_or_else(|_| Err(Error::Unavailable("writer stopped".into())))
+    }
+
+    /// Saves a snapshot on the writer thread; resolves with the new version once it is durable.
+    async fn write_snapshot(&self, write: SnapshotWrite) -> Result<u64, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Job::Save(write, tx))?;
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Unavailable("writer stopped".into())))
+    }
+
+    fn submit(&self, job: Job) -> Result<(), Error> {
+        let writer = self
+            .writer
+            .lock()
+            .map_err(|_| Error::Unavailable("writer lock poisoned".into()))?;
+        writer
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("store closing".into()))?
+            .send(job)
+            .map_err(|_| Error::Unavailable("writer stopped".into()))
     }
 }
 
@@ -190,91 +194,6 @@ impl Drop for SledStore {
         if let Some(thread) = self.writer_thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = thread.join();
         }
-    }
-}
-
-fn writer_loop(
-    trees: &Trees,
-    mut wal: Wal,
-    rx: &mpsc::Receiver<Job>,
-    stats: &CommitStats,
-    every: Duration,
-) {
-    let mut last_checkpoint = Instant::now();
-    loop {
-        let first = match rx.recv_timeout(every) {
-            Ok(job) => job,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let mut ops = Vec::new();
-        let mut completions = vec![first(trees, &mut ops)];
-        // Everything queued while the last append ran joins this batch.
-        while completions.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => completions.push(job(trees, &mut ops)),
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        let batch_end = trees.next_seq.load(Ordering::Relaxed);
-        let result = if ops.is_empty() {
-            Ok(())
-        } else {
-            wal.append(&ops).map_err(|e| e.to_string())
-        };
-        if result.is_ok() {
-            trees.durable_seq.store(batch_end, Ordering::Release);
-        }
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        stats.appends.fetch_add(1, Ordering::Relaxed);
-        stats.append_micros.fetch_add(micros, Ordering::Relaxed);
-        stats
-            .writes
-            .fetch_add(completions.len() as u64, Ordering::Relaxed);
-        if let Err(e) = &result {
-            // The batch is applied in memory and maybe in sled but is not durable, and after a
-            // failed sync the file's state is unknown (the lesson of PostgreSQL's "fsyncgate"):
-            // stop, and let recovery rebuild from flushed sled and the log. Nothing is acknowledged.
-            tracing::error!(error = %e, "write-ahead log append failed; stopping to recover on restart");
-            std::process::abort();
-        }
-        for complete in completions {
-            complete(result.clone());
-        }
-        if last_checkpoint.elapsed() >= every || wal.len() >= CHECKPOINT_BYTES {
-            checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
-        }
-    }
-    checkpoint(trees, &mut wal, &mut last_checkpoint, stats);
-}
-
-/// Makes sled durable up to now, then empties the log it covers.
-fn checkpoint(trees: &Trees, wal: &mut Wal, last: &mut Instant, stats: &CommitStats) {
-    *last = Instant::now();
-    if wal.len() == 0 {
-        return;
-    }
-    let flushed = trees
-        .spill_memtable()
-        .and_then(|()| trees.mark_checkpoint())
-        .and_then(|()| trees.db.flush().map_err(storage));
-    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-    let micros = u64::try_from(last.elapsed().as_micros()).unwrap_or(u64::MAX);
-    stats.checkpoint_micros.fetch_add(micros, Ordering::Relaxed);
-    match flushed {
-        Ok(_) => {
-            if let Err(e) = wal.reset() {
-                // The log's header may or may not name the new generation: appending either way
-                // could hide acknowledged writes from replay. Stop; restart recovers from sled.
-                tracing::error!(error = %e, "cannot reset the write-ahead log; stopping");
-                std::process::abort();
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "checkpoint failed; the log keeps the writes"),
     }
 }
 

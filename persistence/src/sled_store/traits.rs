@@ -24,7 +24,7 @@ impl SnapshotStore for SledStore {
     }
 
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error> {
-        self.write(move |trees, ops| trees.save(&write, ops)).await
+        self.write_snapshot(write).await
     }
 
     /// Read in place: no copy of the data, no decode.
