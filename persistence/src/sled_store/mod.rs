@@ -2,7 +2,7 @@
 //!
 //! Every write is a job for one writer thread. The thread applies all queued jobs to sled (each
 //! in its own transaction, recording the absolute key/value operations it made), appends those
-//! operations to the [`Wal`] as one record, `fdatasync`s, and only then completes the jobs. sled
+//! operations to the [`Wal`] as one durable record, and only then completes the jobs. sled
 //! itself is flushed at checkpoints (every [`CHECKPOINT_EVERY`] or when the log grows past
 //! [`CHECKPOINT_BYTES`]), after which the log is reset; on open, the log is replayed.
 //!
@@ -14,9 +14,9 @@
 //! Why not `Db::flush()` per batch: sled's flush rewrites every dirty page and blocks writers while
 //! it runs, so its cost grows with the updates (measured here: ~50 µs per updated record, 245 ms
 //! per checkpoint of 500 ms of cart updates without the memtable), capping durable writes near
-//! 11k/s; a log append costs one `fdatasync` per batch. Writes never run on the async threads, and
-//! `flush_async` (which deadlocks under concurrent callers in sled 0.34, sled issue 1308) is never
-//! used.
+//! 11k/s; a log append costs one synchronous write per batch. Writes never run on the async
+//! threads, and `flush_async` (which deadlocks under concurrent callers in sled 0.34, sled issue
+//! 1308) is never used.
 
 mod memtable;
 mod traits;
@@ -47,7 +47,7 @@ const DELIVERED: u8 = 3;
 const PRODUCTS: u8 = 4;
 const SKUS: u8 = 5;
 
-/// Group-commit counters: log appends (one `fdatasync` each), their time, the writes they
+/// Group-commit counters: log appends (one durable write each), their time, the writes they
 /// covered, and checkpoints (sled flushes) with their time.
 #[derive(Debug, Default)]
 pub struct CommitStats {

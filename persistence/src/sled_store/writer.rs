@@ -1,5 +1,5 @@
 //! The writer thread: applies queued writes, appends their operations to the log as one record,
-//! `fdatasync`s, then completes them all; and checkpoints sled.
+//! makes it durable, then completes them all; and checkpoints sled.
 //!
 //! Snapshot saves, nearly every write, travel as plain values with the sender of their reply, so
 //! the hot path boxes nothing; the rarer writes (outbox, catalog) are boxed closures.

@@ -1,6 +1,7 @@
 //! The write-ahead log of the sled backend. Each group commit writes one record holding every
-//! key/value operation of its batch, then `fdatasync`s: that is the durability point. sled is
-//! flushed at checkpoints, after which the log is reset.
+//! key/value operation of its batch and makes it durable (one `O_DIRECT | O_DSYNC` write, see
+//! [`direct`], or a buffered write and `fdatasync` where the filesystem refuses direct IO): that is
+//! the durability point. sled is flushed at checkpoints, after which the log is reset.
 //!
 //! The file is preallocated with written zeros and records overwrite it in place, so a sync flushes
 //! data only: appending would also change the file's size, and every `fdatasync` would then
@@ -9,9 +10,9 @@
 //!
 //! Layout: a header block `[magic 8][generation u64 LE][checksum u64 LE]`, zero-padded to
 //! [`HEADER_BYTES`], then records `[len u32 LE][checksum u64 LE][generation u64 LE][payload]`,
-//! the checksum covering generation and payload. The magic names the checksum: CRC-32 (hardware-assisted,
-//! zero-extended to 64 bits) in `EMPWAL02` logs, FNV-1a 64 in the `EMPWAL01` logs of
-//! earlier builds, which still replay; a log takes the current magic at its next reset.
+//! the checksum covering generation and payload. The magic names the checksum: CRC-32
+//! (hardware-assisted, zero-extended to 64 bits) in `EMPWAL02` logs, FNV-1a 64 in the `EMPWAL01`
+//! logs of earlier builds, which still replay; a log takes the current magic at its next reset.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -19,6 +20,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+mod direct;
+use direct::DirectLog;
 
 /// One absolute operation on a tree: replaying it twice gives the same result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +56,9 @@ pub(crate) struct Wal {
     sum: Checksum,
     /// The record being written, reused from append to append.
     record: Vec<u8>,
+    /// Appends go through direct IO where the filesystem allows it, else through `file` and
+    /// `fdatasync`.
+    direct: Option<DirectLog>,
     /// Where the next record goes.
     end: u64,
     capacity: u64,
@@ -107,6 +114,11 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 impl Wal {
     /// Opens the log, returning it with the batches of its current generation (oldest first).
     pub fn open(path: &Path) -> std::io::Result<(Self, Vec<Vec<Op>>)> {
+        Self::open_with(path, true)
+    }
+
+    /// As [`Wal::open`]; `direct: false` appends through the page cache and `fdatasync` only.
+    pub fn open_with(path: &Path, direct: bool) -> std::io::Result<(Self, Vec<Vec<Op>>)> {
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -161,11 +173,15 @@ impl Wal {
             offset += RECORD_HEADER + len;
         }
         let at = HEADER_BYTES as usize + offset;
+        let tail_from = at - at % direct::BLOCK as usize;
+        let tail = bytes.get(tail_from..at).unwrap_or_default();
+        let direct = direct.then(|| DirectLog::open(path, tail)).flatten();
         let mut wal = Self {
             file,
             generation,
             sum,
             record: Vec::new(),
+            direct,
             end: at as u64,
             capacity: bytes.len() as u64,
         };
@@ -212,14 +228,37 @@ impl Wal {
         record[4..12].copy_from_slice(&sum.to_le_bytes());
         record[12..20].copy_from_slice(&generation);
         // Keep a zeroed record header after this one, so replay finds a clean end.
-        let needed = self.end + record.len() as u64 + RECORD_HEADER as u64;
+        let mut needed = self.end + record.len() as u64 + RECORD_HEADER as u64;
+        if let Some(direct) = &self.direct {
+            needed = needed.max(direct.write_end(self.end, record.len()));
+        }
         if needed > self.capacity {
             self.preallocate(needed + PREALLOCATE)?;
         }
-        self.file.write_all_at(record, self.end)?;
-        self.file.sync_data()?;
+        match self.direct.as_mut().map(|d| d.write(self.end, record)) {
+            Some(Ok(())) => {}
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                // The filesystem took the flag but not the write: nothing was written.
+                tracing::warn!(error = %e, "direct IO refused; the log goes through the page cache");
+                self.direct = None;
+                self.write_buffered(record)?;
+            }
+            Some(Err(e)) => return Err(e),
+            None => self.write_buffered(record)?,
+        }
         self.end += record.len() as u64;
         Ok(())
+    }
+
+    fn write_buffered(&self, record: &[u8]) -> std::io::Result<()> {
+        self.file.write_all_at(record, self.end)?;
+        self.file.sync_data()
+    }
+
+    /// Whether appends go through direct IO.
+    #[cfg(test)]
+    fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// Bytes of records in the current generation.
@@ -248,206 +287,12 @@ impl Wal {
         self.generation = generation;
         self.sum = sum;
         self.end = HEADER_BYTES;
+        if let Some(direct) = &mut self.direct {
+            direct.reset();
+        }
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn op(k: u8) -> Op {
-        Op {
-            tree: 1,
-            key: vec![k],
-            value: Some(vec![k; 3]),
-        }
-    }
-
-    /// Keys and values are encoded as one slice (`serde_bytes`); a log an earlier build wrote
-    /// element by element must still replay after an upgrade.
-    #[test]
-    fn ops_keep_the_layout_earlier_builds_wrote() {
-        #[derive(Serialize)]
-        struct OldOp(u8, Vec<u8>, Option<Vec<u8>>);
-        let new = vec![
-            op(1),
-            Op {
-                tree: 2,
-                key: vec![5],
-                value: None,
-            },
-        ];
-        let old = vec![OldOp(1, vec![1], Some(vec![1; 3])), OldOp(2, vec![5], None)];
-        let old_bytes = bincode::serialize(&old).unwrap();
-        assert_eq!(bincode::serialize(&new).unwrap(), old_bytes);
-        assert_eq!(bincode::deserialize::<Vec<Op>>(&old_bytes).unwrap(), new);
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
-    fn magic_of(path: &Path) -> [u8; 8] {
-        let mut magic = [0u8; 8];
-        File::open(path)
-            .unwrap()
-            .read_exact_at(&mut magic, 0)
-            .unwrap();
-        magic
-    }
-
-    /// Bytes an earlier build (`fe402ee`, FNV-1a checksums) wrote: two batches. After an upgrade
-    /// they replay, appends continue in that format, and the next reset moves the log to CRC-32.
-    #[test]
-    fn a_log_an_earlier_build_wrote_replays_and_moves_to_crc_at_reset() {
-        const HEADER: &str = "454d5057414c3031412b1376e760060044a73a8c200a5837";
-        const RECORDS: &str = "2a00000080e9f4a120783b99412b1376e76006000102000000000000000101000000\
-            000000000101030000000000000001010102010000000000000005002800000061786fc4ec236345412b1376\
-            e760060001010000000000000000080000000000000063617274006140620105000000000000000909090909";
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal");
-        let mut bytes = hex(HEADER);
-        bytes.resize(HEADER_BYTES as usize, 0);
-        bytes.extend(hex(&RECORDS.split_whitespace().collect::<String>()));
-        bytes.resize(bytes.len() + 4096, 0);
-        std::fs::write(&path, &bytes).unwrap();
-        let cart = Op {
-            tree: 0,
-            key: b"cart\0a@b".to_vec(),
-            value: Some(vec![9; 5]),
-        };
-        let second = Op {
-            tree: 2,
-            key: vec![5],
-            value: None,
-        };
-        let (mut wal, batches) = Wal::open(&path).unwrap();
-        assert_eq!(
-            batches,
-            vec![vec![op(1), second.clone()], vec![cart.clone()]]
-        );
-        wal.append(&[op(3)]).unwrap();
-        drop(wal);
-        let (mut wal, batches) = Wal::open(&path).unwrap();
-        assert_eq!(batches.len(), 3, "an append in the old format was lost");
-        assert_eq!(&magic_of(&path), MAGIC_FNV);
-        wal.reset().unwrap();
-        wal.append(&[op(4)]).unwrap();
-        drop(wal);
-        assert_eq!(&magic_of(&path), MAGIC_CRC);
-        let (_, batches) = Wal::open(&path).unwrap();
-        assert_eq!(batches, vec![vec![op(4)]]);
-    }
-
-    /// The checksums really differ: a record is only accepted under its own header's algorithm.
-    #[test]
-    fn records_are_checked_with_the_checksum_their_header_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::open(&path).unwrap();
-        assert_eq!(&magic_of(&path), MAGIC_CRC);
-        wal.append(&[op(1)]).unwrap();
-        let generation = wal.generation;
-        drop(wal);
-        // The same header under the old magic (with a matching header checksum): the CRC-summed
-        // record no longer checks out, so nothing replays.
-        let mut header = [0u8; 24];
-        header[..8].copy_from_slice(MAGIC_FNV);
-        header[8..16].copy_from_slice(&generation.to_le_bytes());
-        let sum = Checksum::Fnv1a.of(&[&header[..16]]);
-        header[16..].copy_from_slice(&sum.to_le_bytes());
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(&header, 0).unwrap();
-        let (_, batches) = Wal::open(&path).unwrap();
-        assert!(batches.is_empty());
-    }
-
-    #[test]
-    fn batches_round_trip_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal");
-        {
-            let (mut wal, old) = Wal::open(&path).unwrap();
-            assert!(old.is_empty());
-            wal.append(&[op(1), op(2)]).unwrap();
-            wal.append(&[op(3)]).unwrap();
-        }
-        let (mut wal, batches) = Wal::open(&path).unwrap();
-        assert_eq!(batches, vec![vec![op(1), op(2)], vec![op(3)]]);
-        // Appends continue after the replayed records.
-        wal.append(&[op(4)]).unwrap();
-        let (_, batches) = Wal::open(&path).unwrap();
-        assert_eq!(batches.len(), 3);
-        assert_eq!(batches[2], vec![op(4)]);
-    }
-
-    #[test]
-    fn reset_hides_older_records_even_where_they_remain_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.append(&[op(1)]).unwrap();
-        wal.append(&[op(2)]).unwrap();
-        wal.reset().unwrap();
-        // The same size as the old first record, so the old second record (valid, but of the older
-        // generation) directly follows it on disk.
-        wal.append(&[op(7)]).unwrap();
-        drop(wal);
-        let (wal, batches) = Wal::open(&path).unwrap();
-        assert_eq!(
-            batches,
-            vec![vec![op(7)]],
-            "records of an older generation replayed"
-        );
-        assert!(wal.len() > 0);
-    }
-
-    #[test]
-    fn a_torn_or_corrupt_record_ends_replay() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.append(&[op(1)]).unwrap();
-        let second_at = wal.end;
-        wal.append(&[op(2)]).unwrap();
-        wal.append(&[op(3)]).unwrap();
-        drop(wal);
-        // Flip a byte of the second record's payload: replay keeps only the first.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        let mut byte = [0u8; 1];
-        file.read_exact_at(&mut byte, second_at + RECORD_HEADER as u64 + 2)
-            .unwrap();
-        file.write_all_at(&[byte[0] ^ 0xff], second_at + RECORD_HEADER as u64 + 2)
-            .unwrap();
-        let (wal, batches) = Wal::open(&path).unwrap();
-        assert_eq!(batches, vec![vec![op(1)]]);
-        assert_eq!(
-            wal.end, second_at,
-            "the next append overwrites the bad record"
-        );
-    }
-
-    #[test]
-    fn a_damaged_header_starts_a_fresh_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.append(&[op(1)]).unwrap();
-        drop(wal);
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(b"garbage!", 0).unwrap();
-        let (mut wal, batches) = Wal::open(&path).unwrap();
-        assert!(batches.is_empty());
-        wal.append(&[op(9)]).unwrap();
-        let (_, batches) = Wal::open(&path).unwrap();
-        assert_eq!(batches, vec![vec![op(9)]]);
-    }
-}
+mod tests;
