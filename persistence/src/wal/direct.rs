@@ -1,7 +1,7 @@
 //! Appends through `O_DIRECT | O_DSYNC`: one write per batch, durable when it returns, without
-//! the page cache and its writeback. On this project's VM that costs a quarter less CPU than a
-//! buffered write and `fdatasync` (BENCHMARKS.md), and the log writer's CPU is shared with
-//! everything else on the machine.
+//! the page cache and its writeback. On this project's VM a write costs 8-35% less CPU that way
+//! than a buffered write and `fdatasync` (`scripts/disk-probe.py`; BENCHMARKS.md, session 5), and
+//! the log writer shares its core with everything else on the machine.
 //!
 //! Direct IO wants block-aligned memory, offsets and lengths. The partial block at the end of the
 //! log is kept in memory and written again, with the same bytes, in front of the next record, and
