@@ -7,9 +7,11 @@
 # is about half (the target asks for p99 < 10 ms at the measured load); the floor gets the same.
 # SERVER_BIN=path runs another build of the server (an A/B comparison against this tree's).
 # Instructions per request, repeatable whatever else the machine does (no floor, server under
-# callgrind; divide the inclusive count of `LocalSet::tick`, the HTTP thread, by the requests):
+# callgrind, its counters zeroed once the users are registered; divide the inclusive count of
+# `LocalSet::tick`, the HTTP thread, minus `memset` (see BENCHMARKS.md) by the requests):
 #   NO_FLOOR=1 SERVER_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out" \
 #     USERS=32 CONNS=16 THREADS=1 DURATION=20s bash scripts/bench-http.sh
+# REQUEST=cart-read sends GET /api/cart (same users, same rotation) instead of the add.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -32,15 +34,23 @@ if [ -z "${NO_FLOOR:-}" ]; then
   kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
 fi
 
-echo "== store: POST /api/cart/items, $USERS users x $SKUS untracked SKUs, durable on sled"
+echo "== store: ${REQUEST:-add} (POST /api/cart/items, or GET /api/cart), $USERS users x $SKUS untracked SKUs, durable on sled"
 bench_products "$work/products.json" "$SKUS"
 export EMPORIUM_DATA_DIR="$work/data" EMPORIUM_DEMO_CATALOG=false RUST_LOG=warn
 export EMPORIUM_JWT_SECRET=bench-secret-0123456789abcdef
 "$BIN" catalog import "$work/products.json"
-${SERVER_WRAP:-} "$BIN" serve --listen "$STORE" & pids+=($!)
+${SERVER_WRAP:-} "$BIN" serve --listen "$STORE" & pids+=($!); server=$!
 bench_wait "http://$STORE/readyz"
 bench_register "http://$STORE" "$USERS" > "$work/tokens"
 bench_lua "$work/tokens" "$SKUS" > "$work/add.lua"
+if [ "${REQUEST:-add}" = cart-read ]; then
+  sed -i -e 's|"POST", "/api/cart/items"|"GET", "/api/cart"|' \
+    -e "s|'{\"productSku.*quantity\":1}')|nil)|" "$work/add.lua"
+  grep -q '"GET", "/api/cart"' "$work/add.lua" || { echo "cannot make the cart-read script" >&2; exit 1; }
+fi
+if [[ "${SERVER_WRAP:-}" == *callgrind* ]]; then
+  callgrind_control -z "$server" >/dev/null
+fi
 echo "registered $(wc -l < "$work/tokens") users"
 wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/add.lua" "http://$STORE/" | tee "$work/store.txt"
 curl -fs "http://$STORE/metrics" | grep -E '^emporium_http_requests_total.*cart/items|^emporium_store_' || true
