@@ -85,6 +85,14 @@ impl DirectLog {
         self.tail.clear();
     }
 
+    /// Makes the next writes' memory misaligned, so the kernel refuses them as a device that does
+    /// not take direct IO would (`EINVAL`).
+    #[cfg(test)]
+    pub fn misalign(&mut self) {
+        self.reserve(16 * BLOCK as usize);
+        self.start = (self.start + 1) % BLOCK as usize;
+    }
+
     fn reserve(&mut self, len: usize) {
         if self.buf.len() >= self.start + len {
             return;

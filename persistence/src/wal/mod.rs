@@ -261,6 +261,11 @@ impl Wal {
         self.direct.is_some()
     }
 
+    #[cfg(test)]
+    fn direct_mut(&mut self) -> Option<&mut DirectLog> {
+        self.direct.as_mut()
+    }
+
     /// Bytes of records in the current generation.
     pub fn len(&self) -> u64 {
         self.end.saturating_sub(HEADER_BYTES)
