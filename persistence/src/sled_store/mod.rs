@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 use crate::wal::{Op, Wal};
 use crate::{Error, SnapshotWrite};
 use trees::Trees;
-use writer::{writer_loop, Job};
+use writer::{once_durable, writer_loop, Job};
 /// sled is flushed and the log reset at least this often while writes arrive...
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// ...or when the log grows past this.
@@ -152,11 +152,7 @@ impl SledStore {
         self.submit(Job::Other(Box::new(move |trees, ops| {
             let result = op(trees, ops);
             Box::new(move |flushed| {
-                let _ = tx.send(match (result, flushed) {
-                    (Ok(value), Ok(())) => Ok(value),
-                    (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(Error::Unavailable(format!("flush failed: {e}"))),
-                });
+                let _ = tx.send(once_durable(result, &flushed));
             })
         })))?;
         rx.await

@@ -46,14 +46,22 @@ impl Applied {
     fn complete(self, flushed: &Result<(), String>) {
         match self {
             Self::Save(reply, result) => {
-                let _ = reply.send(match (result, flushed) {
-                    (Ok(version), Ok(())) => Ok(version),
-                    (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(Error::Unavailable(format!("flush failed: {e}"))),
-                });
+                let _ = reply.send(once_durable(result, flushed));
             }
             Self::Other(complete) => complete(flushed.clone()),
         }
+    }
+}
+
+/// A write's result as its caller sees it: its own error first, else the batch's append's.
+pub(super) fn once_durable<T>(
+    result: Result<T, Error>,
+    flushed: &Result<(), String>,
+) -> Result<T, Error> {
+    match (result, flushed) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(Error::Unavailable(format!("flush failed: {e}"))),
     }
 }
 
