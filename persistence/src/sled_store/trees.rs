@@ -101,17 +101,15 @@ impl Trees {
     /// Writes every dirty snapshot to sled (once per key), then forgets them. sled has each value
     /// before the memtable lets go of it, so readers never miss one.
     pub(super) fn spill_memtable(&self) -> Result<(), Error> {
-        let dirty: Vec<(Vec<u8>, Vec<u8>)> = self
-            .memtable_read()
-            .values()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if dirty.is_empty() {
-            return Ok(());
-        }
+        // Only this (the writer) thread changes values, so they cannot change under the batch.
         let mut batch = sled::Batch::default();
-        for (key, value) in &dirty {
+        let mut dirty = false;
+        for (key, value) in self.memtable_read().values() {
             batch.insert(key.as_slice(), value.as_slice());
+            dirty = true;
+        }
+        if !dirty {
+            return Ok(());
         }
         self.snapshots.apply_batch(batch).map_err(storage)?;
         self.memtable_write().spilled();
