@@ -149,34 +149,41 @@ impl SledStore {
         F: FnOnce(&Trees, &mut Vec<Op>) -> Result<T, Error> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.submit(Job::Other(Box::new(move |trees, ops| {
+        let job = Job::Other(Box::new(move |trees, ops| {
             let result = op(trees, ops);
             Box::new(move |flushed| {
                 let _ = tx.send(once_durable(result, &flushed));
             })
-        })))?;
-        rx.await
-            .unwrap_or_else(|_| Err(Error::Unavailable("writer stopped".into())))
+        }));
+        self.submit(job, rx).await
     }
 
     /// Saves a snapshot on the writer thread; resolves with the new version once it is durable.
     async fn write_snapshot(&self, write: SnapshotWrite) -> Result<u64, Error> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Job::Save(write, tx))?;
-        rx.await
-            .unwrap_or_else(|_| Err(Error::Unavailable("writer stopped".into())))
+        self.submit(Job::Save(write, tx), rx).await
     }
 
-    fn submit(&self, job: Job) -> Result<(), Error> {
-        let writer = self
-            .writer
-            .lock()
-            .map_err(|_| Error::Unavailable("writer lock poisoned".into()))?;
-        writer
-            .as_ref()
-            .ok_or_else(|| Error::Unavailable("store closing".into()))?
-            .send(job)
-            .map_err(|_| Error::Unavailable("writer stopped".into()))
+    /// Queues `job` for the writer thread and waits for its result on `reply`.
+    async fn submit<T>(
+        &self,
+        job: Job,
+        reply: oneshot::Receiver<Result<T, Error>>,
+    ) -> Result<T, Error> {
+        {
+            let writer = self
+                .writer
+                .lock()
+                .map_err(|_| Error::Unavailable("writer lock poisoned".into()))?;
+            writer
+                .as_ref()
+                .ok_or_else(|| Error::Unavailable("store closing".into()))?
+                .send(job)
+                .map_err(|_| Error::Unavailable("writer stopped".into()))?;
+        }
+        reply
+            .await
+            .unwrap_or_else(|_| Err(Error::Unavailable("writer stopped".into())))
     }
 }
 

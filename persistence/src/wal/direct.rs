@@ -13,10 +13,10 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
+use super::MAX_KEPT_BUFFER;
+
 /// The alignment of memory, offsets and lengths: covers 512-byte and 4 KiB logical blocks.
 pub(super) const BLOCK: u64 = 4096;
-/// The largest write buffer kept for the next append.
-const MAX_KEPT_BUFFER: usize = 1 << 20;
 
 pub(super) struct DirectLog {
     file: File,

@@ -46,7 +46,7 @@ const PREALLOCATE: u64 = 16 << 20;
 /// The largest record replay accepts; a larger length is corruption.
 const MAX_RECORD: usize = 1 << 30;
 const FORMAT_V1: u8 = 1;
-/// The largest record buffer kept for the next append.
+/// The largest buffer an append keeps for the next one.
 const MAX_KEPT_BUFFER: usize = 1 << 20;
 
 pub(crate) struct Wal {
