@@ -28,11 +28,13 @@ fn ops_keep_the_layout_earlier_builds_wrote() {
     assert_eq!(bincode::deserialize::<Vec<Op>>(&old_bytes).unwrap(), new);
 }
 
-/// Runs a test with appends through direct IO (where the filesystem allows it) and through the
-/// page cache.
-fn both(test: fn(bool)) {
-    test(true);
-    test(false);
+/// Runs a test on a fresh log path, with appends through direct IO (where the filesystem allows
+/// it) and then through the page cache.
+fn both(test: fn(&Path, bool)) {
+    for direct in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        test(&dir.path().join("wal"), direct);
+    }
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -58,18 +60,16 @@ fn a_log_an_earlier_build_wrote_replays_and_moves_to_crc_at_reset() {
     both(a_log_an_earlier_build_wrote_replays_and_moves_to_crc_at_reset_in);
 }
 
-fn a_log_an_earlier_build_wrote_replays_and_moves_to_crc_at_reset_in(direct: bool) {
+fn a_log_an_earlier_build_wrote_replays_and_moves_to_crc_at_reset_in(path: &Path, direct: bool) {
     const HEADER: &str = "454d5057414c3031412b1376e760060044a73a8c200a5837";
     const RECORDS: &str = "2a00000080e9f4a120783b99412b1376e76006000102000000000000000101000000\
         000000000101030000000000000001010102010000000000000005002800000061786fc4ec236345412b1376\
         e760060001010000000000000000080000000000000063617274006140620105000000000000000909090909";
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wal");
     let mut bytes = hex(HEADER);
     bytes.resize(HEADER_BYTES as usize, 0);
     bytes.extend(hex(&RECORDS.split_whitespace().collect::<String>()));
     bytes.resize(bytes.len() + 4096, 0);
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(path, &bytes).unwrap();
     let cart = Op {
         tree: 0,
         key: b"cart\0a@b".to_vec(),
@@ -80,21 +80,21 @@ fn a_log_an_earlier_build_wrote_replays_and_moves_to_crc_at_reset_in(direct: boo
         key: vec![5],
         value: None,
     };
-    let (mut wal, batches) = Wal::open_with(&path, direct).unwrap();
+    let (mut wal, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(
         batches,
         vec![vec![op(1), second.clone()], vec![cart.clone()]]
     );
     wal.append(&[op(3)]).unwrap();
     drop(wal);
-    let (mut wal, batches) = Wal::open_with(&path, direct).unwrap();
+    let (mut wal, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(batches.len(), 3, "an append in the old format was lost");
-    assert_eq!(&magic_of(&path), MAGIC_FNV);
+    assert_eq!(&magic_of(path), MAGIC_FNV);
     wal.reset().unwrap();
     wal.append(&[op(4)]).unwrap();
     drop(wal);
-    assert_eq!(&magic_of(&path), MAGIC_CRC);
-    let (_, batches) = Wal::open_with(&path, direct).unwrap();
+    assert_eq!(&magic_of(path), MAGIC_CRC);
+    let (_, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(batches, vec![vec![op(4)]]);
 }
 
@@ -104,11 +104,9 @@ fn records_are_checked_with_the_checksum_their_header_names() {
     both(records_are_checked_with_the_checksum_their_header_names_in);
 }
 
-fn records_are_checked_with_the_checksum_their_header_names_in(direct: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wal");
-    let (mut wal, _) = Wal::open_with(&path, direct).unwrap();
-    assert_eq!(&magic_of(&path), MAGIC_CRC);
+fn records_are_checked_with_the_checksum_their_header_names_in(path: &Path, direct: bool) {
+    let (mut wal, _) = Wal::open_with(path, direct).unwrap();
+    assert_eq!(&magic_of(path), MAGIC_CRC);
     wal.append(&[op(1)]).unwrap();
     let generation = wal.generation;
     drop(wal);
@@ -119,9 +117,9 @@ fn records_are_checked_with_the_checksum_their_header_names_in(direct: bool) {
     header[8..16].copy_from_slice(&generation.to_le_bytes());
     let sum = Checksum::Fnv1a.of(&[&header[..16]]);
     header[16..].copy_from_slice(&sum.to_le_bytes());
-    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    let file = OpenOptions::new().write(true).open(path).unwrap();
     file.write_all_at(&header, 0).unwrap();
-    let (_, batches) = Wal::open_with(&path, direct).unwrap();
+    let (_, batches) = Wal::open_with(path, direct).unwrap();
     assert!(batches.is_empty());
 }
 
@@ -130,20 +128,18 @@ fn batches_round_trip_across_reopen() {
     both(batches_round_trip_across_reopen_in);
 }
 
-fn batches_round_trip_across_reopen_in(direct: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wal");
+fn batches_round_trip_across_reopen_in(path: &Path, direct: bool) {
     {
-        let (mut wal, old) = Wal::open_with(&path, direct).unwrap();
+        let (mut wal, old) = Wal::open_with(path, direct).unwrap();
         assert!(old.is_empty());
         wal.append(&[op(1), op(2)]).unwrap();
         wal.append(&[op(3)]).unwrap();
     }
-    let (mut wal, batches) = Wal::open_with(&path, direct).unwrap();
+    let (mut wal, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(batches, vec![vec![op(1), op(2)], vec![op(3)]]);
     // Appends continue after the replayed records.
     wal.append(&[op(4)]).unwrap();
-    let (_, batches) = Wal::open_with(&path, direct).unwrap();
+    let (_, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(batches.len(), 3);
     assert_eq!(batches[2], vec![op(4)]);
 }
@@ -153,10 +149,8 @@ fn reset_hides_older_records_even_where_they_remain_on_disk() {
     both(reset_hides_older_records_even_where_they_remain_on_disk_in);
 }
 
-fn reset_hides_older_records_even_where_they_remain_on_disk_in(direct: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wal");
-    let (mut wal, _) = Wal::open_with(&path, direct).unwrap();
+fn reset_hides_older_records_even_where_they_remain_on_disk_in(path: &Path, direct: bool) {
+    let (mut wal, _) = Wal::open_with(path, direct).unwrap();
     wal.append(&[op(1)]).unwrap();
     wal.append(&[op(2)]).unwrap();
     wal.reset().unwrap();
@@ -164,7 +158,7 @@ fn reset_hides_older_records_even_where_they_remain_on_disk_in(direct: bool) {
     // generation) directly follows it on disk.
     wal.append(&[op(7)]).unwrap();
     drop(wal);
-    let (wal, batches) = Wal::open_with(&path, direct).unwrap();
+    let (wal, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(
         batches,
         vec![vec![op(7)]],
@@ -178,10 +172,8 @@ fn a_torn_or_corrupt_record_ends_replay() {
     both(a_torn_or_corrupt_record_ends_replay_in);
 }
 
-fn a_torn_or_corrupt_record_ends_replay_in(direct: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wal");
-    let (mut wal, _) = Wal::open_with(&path, direct).unwrap();
+fn a_torn_or_corrupt_record_ends_replay_in(path: &Path, direct: bool) {
+    let (mut wal, _) = Wal::open_with(path, direct).unwrap();
     wal.append(&[op(1)]).unwrap();
     let second_at = wal.end;
     wal.append(&[op(2)]).unwrap();
@@ -191,14 +183,14 @@ fn a_torn_or_corrupt_record_ends_replay_in(direct: bool) {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .open(&path)
+        .open(path)
         .unwrap();
     let mut byte = [0u8; 1];
     file.read_exact_at(&mut byte, second_at + RECORD_HEADER as u64 + 2)
         .unwrap();
     file.write_all_at(&[byte[0] ^ 0xff], second_at + RECORD_HEADER as u64 + 2)
         .unwrap();
-    let (wal, batches) = Wal::open_with(&path, direct).unwrap();
+    let (wal, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(batches, vec![vec![op(1)]]);
     assert_eq!(
         wal.end, second_at,
@@ -211,18 +203,16 @@ fn a_damaged_header_starts_a_fresh_log() {
     both(a_damaged_header_starts_a_fresh_log_in);
 }
 
-fn a_damaged_header_starts_a_fresh_log_in(direct: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wal");
-    let (mut wal, _) = Wal::open_with(&path, direct).unwrap();
+fn a_damaged_header_starts_a_fresh_log_in(path: &Path, direct: bool) {
+    let (mut wal, _) = Wal::open_with(path, direct).unwrap();
     wal.append(&[op(1)]).unwrap();
     drop(wal);
-    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    let file = OpenOptions::new().write(true).open(path).unwrap();
     file.write_all_at(b"garbage!", 0).unwrap();
-    let (mut wal, batches) = Wal::open_with(&path, direct).unwrap();
+    let (mut wal, batches) = Wal::open_with(path, direct).unwrap();
     assert!(batches.is_empty());
     wal.append(&[op(9)]).unwrap();
-    let (_, batches) = Wal::open_with(&path, direct).unwrap();
+    let (_, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(batches, vec![vec![op(9)]]);
 }
 
@@ -245,9 +235,7 @@ fn records_of_any_size_survive_reopening() {
     both(records_of_any_size_survive_reopening_in);
 }
 
-fn records_of_any_size_survive_reopening_in(direct: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wal");
+fn records_of_any_size_survive_reopening_in(path: &Path, direct: bool) {
     let batch = |i: usize| {
         vec![Op {
             tree: 0,
@@ -256,10 +244,10 @@ fn records_of_any_size_survive_reopening_in(direct: bool) {
         }]
     };
     let mut expected = Vec::new();
-    let (mut wal, _) = Wal::open_with(&path, direct).unwrap();
+    let (mut wal, _) = Wal::open_with(path, direct).unwrap();
     assert_eq!(
         wal.is_direct(),
-        direct && direct_io_works(dir.path()),
+        direct && direct_io_works(path.parent().unwrap()),
         "direct IO not used where it works, or used where asked not to"
     );
     for i in 0..60 {
@@ -267,7 +255,7 @@ fn records_of_any_size_survive_reopening_in(direct: bool) {
         expected.push(batch(i));
         if i % 7 == 6 {
             drop(wal);
-            let (reopened, batches) = Wal::open_with(&path, direct).unwrap();
+            let (reopened, batches) = Wal::open_with(path, direct).unwrap();
             assert_eq!(batches, expected, "after {} appends", i + 1);
             wal = reopened;
         }
@@ -276,7 +264,7 @@ fn records_of_any_size_survive_reopening_in(direct: bool) {
     wal.append(&batch(3)).unwrap();
     wal.append(&batch(4)).unwrap();
     drop(wal);
-    let (_, batches) = Wal::open_with(&path, direct).unwrap();
+    let (_, batches) = Wal::open_with(path, direct).unwrap();
     assert_eq!(batches, vec![batch(3), batch(4)]);
 }
 
@@ -290,14 +278,14 @@ fn a_refused_direct_write_falls_back_to_the_page_cache() {
         eprintln!("skipped: no direct IO on this filesystem");
         return;
     }
-    let path = dir.path().join("wal");
-    let (mut wal, _) = Wal::open_with(&path, true).unwrap();
+    let path = &dir.path().join("wal");
+    let (mut wal, _) = Wal::open_with(path, true).unwrap();
     wal.append(&[op(1)]).unwrap();
     wal.direct_mut().unwrap().misalign();
     wal.append(&[op(2)]).unwrap();
     assert!(!wal.is_direct(), "still on direct IO after a refused write");
     wal.append(&[op(3)]).unwrap();
     drop(wal);
-    let (_, batches) = Wal::open_with(&path, true).unwrap();
+    let (_, batches) = Wal::open_with(path, true).unwrap();
     assert_eq!(batches, vec![vec![op(1)], vec![op(2)], vec![op(3)]]);
 }
