@@ -38,16 +38,15 @@ for spec in "$@"; do
 done
 bench_wait "http://$FLOOR/"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for r in $(seq 1 "$ROUNDS"); do
   wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://$FLOOR/" > "$work/floor.txt"
   read -r f _ _ < <(bench_read "$work/floor.txt")
   line="round $r | floor $f"
   for name in "${names[@]}"; do
-    pid=$(cat "$work/$name.pid") c0=$(cpu_ticks "$(cat "$work/$name.pid")")
+    pid=$(cat "$work/$name.pid") c0=$(bench_cpu_ticks "$pid")
     wrk -t2 -c"$(cat "$work/$name.conns")" -d"$DURATION" --latency -s "$work/$name.lua" \
       "http://127.0.0.1:$(cat "$work/$name.port")/" > "$work/s.txt"
-    c1=$(cpu_ticks "$pid") n=$(grep -oP '\d+(?= requests in)' "$work/s.txt")
+    c1=$(bench_cpu_ticks "$pid") n=$(grep -oP '\d+(?= requests in)' "$work/s.txt")
     read -r s p99 bad < <(bench_read "$work/s.txt")
     cpu=$(python3 -c "print(f'{($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / $n:.1f}')")
     echo "$name $s $f $p99 $cpu" >> "$work/rounds"

@@ -34,7 +34,8 @@ if [ -z "${NO_FLOOR:-}" ]; then
   kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
 fi
 
-echo "== store: ${REQUEST:-add} (POST /api/cart/items, or GET /api/cart), $USERS users x $SKUS untracked SKUs, durable on sled"
+case "${REQUEST:-add}" in cart-read) what="GET /api/cart" ;; *) what="POST /api/cart/items" ;; esac
+echo "== store: $what, $USERS users x $SKUS untracked SKUs, durable on sled"
 bench_products "$work/products.json" "$SKUS"
 export EMPORIUM_DATA_DIR="$work/data" EMPORIUM_DEMO_CATALOG=false RUST_LOG=warn
 export EMPORIUM_JWT_SECRET=bench-secret-0123456789abcdef
@@ -42,17 +43,12 @@ export EMPORIUM_JWT_SECRET=bench-secret-0123456789abcdef
 ${SERVER_WRAP:-} "$BIN" serve --listen "$STORE" & pids+=($!); server=$!
 bench_wait "http://$STORE/readyz"
 bench_register "http://$STORE" "$USERS" > "$work/tokens"
-bench_lua "$work/tokens" "$SKUS" > "$work/add.lua"
-if [ "${REQUEST:-add}" = cart-read ]; then
-  sed -i -e 's|"POST", "/api/cart/items"|"GET", "/api/cart"|' \
-    -e "s|'{\"productSku.*quantity\":1}')|nil)|" "$work/add.lua"
-  grep -q '"GET", "/api/cart"' "$work/add.lua" || { echo "cannot make the cart-read script" >&2; exit 1; }
-fi
+bench_lua "$work/tokens" "$SKUS" "${REQUEST:-add}" > "$work/store.lua"
 if [[ "${SERVER_WRAP:-}" == *callgrind* ]]; then
   callgrind_control -z "$server" >/dev/null
 fi
 echo "registered $(wc -l < "$work/tokens") users"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/add.lua" "http://$STORE/" | tee "$work/store.txt"
+wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$work/store.lua" "http://$STORE/" | tee "$work/store.txt"
 curl -fs "http://$STORE/metrics" | grep -E '^emporium_http_requests_total.*cart/items|^emporium_store_' || true
 
 [ -z "${NO_FLOOR:-}" ] || exit 0

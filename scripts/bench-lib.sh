@@ -36,11 +36,17 @@ bench_register() {
     | python3 -c 'import sys,json; print("\n".join(json.loads(l)["token"] for l in sys.stdin.read().replace("}{","}\n{").splitlines()))'
 }
 
-# bench_lua TOKENS_FILE SKUS: the wrk script adding one item per request, users rotating.
+# bench_lua TOKENS_FILE SKUS [REQUEST]: the wrk script, users rotating. REQUEST `add` (the
+# default) adds one item per request; `cart-read` reads the user's cart (GET /api/cart) instead.
 bench_lua() {
-  python3 - "$1" "$2" <<'PY'
+  python3 - "$1" "$2" "${3:-add}" <<'PY'
 import sys
 tokens = open(sys.argv[1]).read().split()
+kind = sys.argv[3]
+if kind not in ("add", "cart-read"):
+    sys.exit(f"unknown request kind {kind}: add or cart-read")
+method, path, body = (("POST", "/api/cart/items", "'{\"productSku\":\"' .. s .. '\",\"quantity\":1}'")
+                      if kind == "add" else ("GET", "/api/cart", "nil"))
 print("local tokens = {" + ",".join(f'"{t}"' for t in tokens) + "}")
 print("local skus = {" + ",".join(f'"BENCH-{i:03}"' for i in range(int(sys.argv[2]))) + "}")
 print('''-- Every request is formatted once, in init, so wrk spends its CPU (shared with the server on
@@ -55,17 +61,23 @@ function init(args)
     local i = offset + n
     local u = i % #tokens
     local s = skus[((u + math.floor(i / #tokens) % 4) % #skus) + 1]
-    reqs[n + 1] = wrk.format("POST", "/api/cart/items",
+    reqs[n + 1] = wrk.format("METHOD", "PATH",
       {["Authorization"] = "Bearer " .. tokens[u + 1], ["Content-Type"] = "application/json"},
-      '{"productSku":"' .. s .. '","quantity":1}')
+      BODY)
   end
   k = 0
 end
 request = function()
   k = k % #reqs + 1
   return reqs[k]
-end''')
+end'''.replace("METHOD", method).replace("PATH", path).replace("BODY", body))
 PY
+}
+
+# bench_cpu_ticks PID [TID]: the user + system CPU time, in clock ticks, of a process (or of one
+# of its threads).
+bench_cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1${2:+/task/$2}/stat"
 }
 
 # bench_read WRK_OUTPUT: prints "req/s p99_ms non_2xx".

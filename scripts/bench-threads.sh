@@ -4,16 +4,20 @@
 # worker and of the log writer, with the log appends and writes /metrics counted meanwhile.
 # Prints writes/s, writes per append, writer CPU per append and per write, HTTP CPU per request.
 #   bash scripts/bench-threads.sh target/release/emporium /tmp/other-build
-# Bounded: one bench-http.sh run (DURATION, default 14s) per build, on 127.0.0.1.
+# Bounded: one bench-http.sh run (DURATION in seconds, default 14s, at least 10s to hold the
+# sample) per build, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n '2,7p' "$0"; exit 2; }
+. scripts/bench-lib.sh
+[ $# -ge 1 ] || { sed -n '2,8p' "$0"; exit 2; }
+DURATION=${DURATION:-14s}
+[[ "$DURATION" =~ ^[0-9]+s$ ]] && [ "${DURATION%s}" -ge 10 ] ||
+  { echo "DURATION must be 10s or more, in seconds (the sample needs 8 s of the run)" >&2; exit 2; }
 URL=http://127.0.0.1:18080
 metric() { curl -fs "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/task/$2/stat"; }
 for bin in "$@"; do
   log=$(mktemp)
-  NO_FLOOR=1 DURATION=${DURATION:-14s} SERVER_BIN="$bin" bash scripts/bench-http.sh > "$log" 2>&1 &
+  NO_FLOOR=1 DURATION=$DURATION SERVER_BIN="$bin" bash scripts/bench-http.sh > "$log" 2>&1 &
   bench=$!
   until grep -q '^registered' "$log"; do
     kill -0 "$bench" 2>/dev/null || { cat "$log"; exit 1; }
@@ -24,10 +28,10 @@ for bin in "$@"; do
   writer=$(ps -L -p "$pid" -o tid=,comm= | awk '$2 ~ /^sled-grou/ {print $1; exit}')
   http=$(ps -L -p "$pid" -o tid=,comm= | awk '$2 ~ /^actix-rt/ {print $1; exit}')
   a0=$(metric emporium_store_log_appends_total) r0=$(metric emporium_store_writes_total)
-  w0=$(ticks "$pid" "$writer") h0=$(ticks "$pid" "$http")
+  w0=$(bench_cpu_ticks "$pid" "$writer") h0=$(bench_cpu_ticks "$pid" "$http")
   sleep 4
   a1=$(metric emporium_store_log_appends_total) r1=$(metric emporium_store_writes_total)
-  w1=$(ticks "$pid" "$writer") h1=$(ticks "$pid" "$http")
+  w1=$(bench_cpu_ticks "$pid" "$writer") h1=$(bench_cpu_ticks "$pid" "$http")
   wait "$bench" || true
   rm -f "$log"
   python3 - "$bin" "$a0" "$a1" "$r0" "$r1" "$w0" "$w1" "$h0" "$h1" "$(getconf CLK_TCK)" <<'PY'
