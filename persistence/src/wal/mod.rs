@@ -80,13 +80,6 @@ impl Checksum {
         }
     }
 
-    fn magic(self) -> &'static [u8; 8] {
-        match self {
-            Self::Crc32 => MAGIC_CRC,
-            Self::Fnv1a => MAGIC_FNV,
-        }
-    }
-
     fn of(self, parts: &[&[u8]]) -> u64 {
         match self {
             Self::Crc32 => {
@@ -227,7 +220,8 @@ impl Wal {
         record[..4].copy_from_slice(&len.to_le_bytes());
         record[4..12].copy_from_slice(&sum.to_le_bytes());
         record[12..20].copy_from_slice(&generation);
-        // Keep a zeroed record header after this one, so replay finds a clean end.
+        // Room for this record and a record header after it (zeros from preallocation, or bytes of
+        // an older generation, where replay stops).
         let mut needed = self.end + record.len() as u64 + RECORD_HEADER as u64;
         if let Some(direct) = &self.direct {
             needed = needed.max(direct.write_end(self.end, record.len()));
@@ -277,20 +271,18 @@ impl Wal {
         if self.capacity < HEADER_BYTES + PREALLOCATE {
             self.preallocate(HEADER_BYTES + PREALLOCATE)?;
         }
-        // Committed to memory only once on disk: a failed reset leaves this log as it was.
-        self.write_header(self.generation + 1, Checksum::Crc32)
-    }
-
-    fn write_header(&mut self, generation: u64, sum: Checksum) -> std::io::Result<()> {
+        // Committed to memory only once on disk: a failed reset leaves this log as it was. A reset
+        // log always takes the current checksum.
+        let generation = self.generation + 1;
         let mut header = [0u8; 24];
-        header[..8].copy_from_slice(sum.magic());
+        header[..8].copy_from_slice(MAGIC_CRC);
         header[8..16].copy_from_slice(&generation.to_le_bytes());
-        let header_sum = sum.of(&[&header[..16]]);
+        let header_sum = Checksum::Crc32.of(&[&header[..16]]);
         header[16..24].copy_from_slice(&header_sum.to_le_bytes());
         self.file.write_all_at(&header, 0)?;
         self.file.sync_data()?;
         self.generation = generation;
-        self.sum = sum;
+        self.sum = Checksum::Crc32;
         self.end = HEADER_BYTES;
         if let Some(direct) = &mut self.direct {
             direct.reset();
