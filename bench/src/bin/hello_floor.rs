@@ -10,10 +10,14 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8090".into());
-    let workers = std::env::var("FLOOR_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let workers = match std::env::var("FLOOR_WORKERS") {
+        Ok(w) => w.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "FLOOR_WORKERS={w}: expected a worker count above 0"
+            ))
+        })?,
+        Err(_) => std::thread::available_parallelism().map_or(2, usize::from),
+    };
     HttpServer::new(|| {
         App::new().route("/", web::to(|| async { HttpResponse::Ok().body("hello") }))
     })
