@@ -1,5 +1,6 @@
 //! Acceptance 5 (payment declines are atomic), 6 (acknowledged writes survive SIGKILL),
-//! 8 (idle carts are passivated and come back intact).
+//! 8 (idle carts are passivated and come back intact), and acknowledged adds surviving
+//! `kill -9`s that cut requests off mid-flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -178,6 +179,92 @@ async fn adds_survive_sigkill(opts: NodeOpts) {
     }
     // And the restarted node still takes writes.
     assert_eq!(add_to_cart(&node, &tokens[0], "DUR-A", 1).await, 204);
+}
+
+/// `kill -9` while adds are in flight, four times over on the same data: every add answered 204
+/// before a kill is in the cart after the restart, and of those still unanswered at most one per
+/// user (each user sends one at a time) may have landed too. Each kill comes after `KILL_AFTER`
+/// acknowledgements, while every user still has adds to send, so requests are cut off mid-flight.
+#[actix_rt::test]
+async fn acknowledged_adds_survive_sigkill_mid_load() {
+    adds_survive_sigkill_mid_load(NodeOpts::new().demo_catalog(false)).await;
+}
+
+#[actix_rt::test]
+async fn acknowledged_adds_survive_sigkill_mid_load_on_real_backends() {
+    adds_survive_sigkill_mid_load(NodeOpts::new().demo_catalog(false).real_backends()).await;
+}
+
+const MID_USERS: usize = 8;
+const MID_MAX_ADDS: usize = 400;
+const KILL_AFTER: usize = 600;
+
+async fn adds_survive_sigkill_mid_load(opts: NodeOpts) {
+    let mut node = Node::start(opts);
+    let admin = admin_token(&node).await;
+    create_product(&node, &admin, "Mid-load", "MID-1", 2.0, None).await;
+    let mut tokens = Vec::new();
+    for u in 0..MID_USERS {
+        let (name, email) = (format!("mid{u}"), format!("mid{u}@example.com"));
+        tokens.push(register(&node, &name, &email, PASSWORD).await);
+    }
+    let mut carts = [0i64; MID_USERS];
+    for round in 0..4 {
+        let acked = adds_until_killed(&node, &tokens).await;
+        node.restart();
+        for (u, (base, acked)) in carts.iter_mut().zip(acked).enumerate() {
+            let got = cart_map(&node, &tokens[u]).await.get("MID-1").copied();
+            let (want, got) = (*base + acked as i64, got.unwrap_or(0));
+            assert!(
+                (want..=want + 1).contains(&got),
+                "round {round}, mid{u}: {base} in the cart before, {acked} more adds acknowledged \
+                 before the kill, {got} in the cart after the restart"
+            );
+            *base = got;
+        }
+    }
+    assert_eq!(add_to_cart(&node, &tokens[0], "MID-1", 1).await, 204);
+}
+
+/// Every user adds MID-1 one at a time until its connection fails or MID_MAX_ADDS; the node is
+/// killed when KILL_AFTER adds are acknowledged in all. Returns each user's acknowledged adds.
+async fn adds_until_killed(node: &Node, tokens: &[String]) -> Vec<usize> {
+    let pid = node
+        .pid()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    let pid = pid.expect("node running");
+    let acked_total = std::cell::Cell::new(0usize);
+    let body = serde_json::to_vec(&json!({"productSku": "MID-1", "quantity": 1})).unwrap();
+    let (acked_ref, body_ref) = (&acked_total, &body);
+    let users = tokens.iter().map(|token| async move {
+        let auth = Auth::Bearer(token.clone());
+        let mut acked = 0usize;
+        for _ in 0..MID_MAX_ADDS {
+            let body = Some(("application/json", body_ref.clone()));
+            let path = "/api/cart/items";
+            match node
+                .try_send(awc::http::Method::POST, path, &auth, &[], body)
+                .await
+            {
+                Ok(r) if r.status == 204 => acked += 1,
+                Ok(r) => panic!("add answered {} before the kill: {}", r.status, r.text),
+                Err(_) => return (acked, true),
+            }
+            acked_ref.set(acked_ref.get() + 1);
+            if acked_ref.get() == KILL_AFTER {
+                // Straight from this task, so the other users' requests are still in flight.
+                rustix::process::kill_process(pid, rustix::process::Signal::KILL)
+                    .unwrap_or_else(|e| panic!("kill -9 {pid:?}: {e}"));
+            }
+        }
+        (acked, false)
+    });
+    let results = futures_util::future::join_all(users).await;
+    assert!(
+        results.iter().all(|(_, cut_off)| *cut_off),
+        "every user was still adding when the node died: {results:?}"
+    );
+    results.into_iter().map(|(acked, _)| acked).collect()
 }
 
 fn cart_gauges(text: &str) -> (Option<f64>, Option<f64>, Option<f64>) {

@@ -161,12 +161,12 @@ impl Node {
         );
     }
 
-    /// SIGKILL (std's `Child::kill` on unix) and reap.
     /// The server's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
+    /// SIGKILL (std's `Child::kill` on unix) and reap.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
