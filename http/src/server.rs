@@ -32,6 +32,8 @@ fn jwt_secret(config: &Config) -> anyhow::Result<String> {
         );
     }
     let path = config.data_dir.join("jwt-secret");
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     if let Ok(existing) = std::fs::read_to_string(&path) {
         if existing.trim().len() >= 16 {
             return Ok(existing.trim().to_owned());

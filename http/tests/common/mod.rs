@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, Default)]
 pub struct NodeOpts {
     pub env: Vec<(String, String)>,
+    /// Started as the README's first command starts it: no subcommand, no `EMPORIUM_*` settings,
+    /// the data dir left to its default `./emporium-data` (the working directory is the temp dir).
+    /// Only the port is chosen, with `--listen`, so tests can run side by side.
+    pub readme_defaults: bool,
 }
 
 impl NodeOpts {
@@ -40,6 +44,10 @@ impl NodeOpts {
     }
     pub fn demo_catalog(self, on: bool) -> Self {
         self.env("EMPORIUM_DEMO_CATALOG", if on { "true" } else { "false" })
+    }
+    pub fn readme_defaults(mut self) -> Self {
+        self.readme_defaults = true;
+        self
     }
 }
 
@@ -94,8 +102,12 @@ impl Node {
         node
     }
 
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+    pub fn data_dir(&self) -> PathBuf {
+        if self.opts.readme_defaults {
+            self.dir.path().join("emporium-data")
+        } else {
+            self.dir.path().to_path_buf()
+        }
     }
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("emporium-test.log")
@@ -116,18 +128,23 @@ impl Node {
             .open(self.log_path())
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_emporium"));
-        cmd.arg("serve");
         // Do not let a developer's own EMPORIUM_* settings leak into tests.
         for (k, _) in std::env::vars() {
             if k.starts_with("EMPORIUM_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("EMPORIUM_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("EMPORIUM_DATA_DIR", self.dir.path())
-            .env("EMPORIUM_JWT_SECRET", JWT_SECRET)
-            .env("EMPORIUM_ADMIN_EMAILS", ADMIN_EMAIL)
-            .env("RUST_LOG", "warn");
+        let listen = format!("127.0.0.1:{}", self.port);
+        if self.opts.readme_defaults {
+            cmd.current_dir(self.dir.path()).args(["--listen", &listen]);
+        } else {
+            cmd.arg("serve")
+                .env("EMPORIUM_LISTEN", listen)
+                .env("EMPORIUM_DATA_DIR", self.dir.path())
+                .env("EMPORIUM_JWT_SECRET", JWT_SECRET)
+                .env("EMPORIUM_ADMIN_EMAILS", ADMIN_EMAIL);
+        }
+        cmd.env("RUST_LOG", "warn");
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
