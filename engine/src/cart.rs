@@ -110,12 +110,16 @@ impl CartState {
                 quantity,
                 available,
             } => {
-                let Some(line) = self.lines.get(sku.as_str()) else {
+                let line = self.lines.get(sku.as_str());
+                if *quantity <= 0 {
+                    // Removing a line that is not there (already removed elsewhere) is done.
+                    return Ok(line.map_or_else(Vec::new, |_| {
+                        vec![CartEvent::LineRemoved { sku: sku.clone() }]
+                    }));
+                }
+                let Some(line) = line else {
                     return Err(Error::NotInCart(sku.clone()));
                 };
-                if *quantity <= 0 {
-                    return Ok(vec![CartEvent::LineRemoved { sku: sku.clone() }]);
-                }
                 if *quantity > i64::from(MAX_LINE_QUANTITY) {
                     return Err(Error::BadQuantity(*quantity));
                 }
@@ -246,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn set_quantity_zero_removes_and_unknown_line_errs() {
+    fn set_quantity_zero_removes_and_unknown_line_errs_unless_removing() {
         let mut cart = CartState::default();
         run(&mut cart, &add("A", 2, None)).unwrap();
         let set = |q| CartCommand::SetQuantity {
@@ -259,6 +263,12 @@ mod tests {
         run(&mut cart, &set(0)).unwrap();
         assert!(cart.is_empty());
         assert_eq!(cart.apply(&set(1)), Err(Error::NotInCart("A".into())));
+        assert_eq!(
+            cart.apply(&set(0)),
+            Ok(vec![]),
+            "0 for an absent line changes nothing"
+        );
+        assert_eq!(cart.apply(&set(-3)), Ok(vec![]));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! store and queried with search, brand/category filters and pagination. Stock is not here: it
 //! belongs to the per-SKU inventory actors.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use emporium_persistence::CatalogStore;
@@ -198,13 +198,14 @@ impl CatalogIndex {
     }
 }
 
+/// Distinct non-empty values, case-insensitively (filters match brands and categories that way, so
+/// `Zed` and `zed` are one choice, spelled as it first appears), sorted case-insensitively.
 fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    values
-        .filter(|v| !v.is_empty())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
+    let mut seen = BTreeMap::new();
+    for v in values.filter(|v| !v.is_empty()) {
+        seen.entry(v.to_lowercase()).or_insert(v);
+    }
+    seen.into_values().map(str::to_owned).collect()
 }
 
 /// The catalog service: one writer at a time, readers get a consistent snapshot without locking.
@@ -438,6 +439,17 @@ mod tests {
     fn distinct_brands_and_categories() {
         assert_eq!(index().brands(), vec!["Acme", "Globex", "Initech"]);
         assert_eq!(index().categories(), vec!["Home", "Phones"]);
+        let mixed = CatalogIndex::new(vec![
+            p("One", "M1", "zed", "b"),
+            p("Two", "M2", "Zed", "A"),
+            p("Three", "M3", "Acme", "a"),
+        ]);
+        assert_eq!(
+            mixed.brands(),
+            vec!["Acme", "zed"],
+            "case variants are one brand"
+        );
+        assert_eq!(mixed.categories(), vec!["a", "b"]);
     }
 
     #[test]

@@ -53,10 +53,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ),
             Category::Data => ApiError::bad_request(
                 "invalid_body",
-                format!("the request body is not as expected: {e}"),
+                format!("the request body is not as expected: {}", data_error(&e)),
             ),
         }
     })
+}
+
+/// serde's account of a well-formed body of the wrong shape, in the client's terms: without the
+/// position (the bodies are small) and without the names of this crate's types.
+fn data_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rsplit_once(" at line ") {
+        Some((head, _)) => head,
+        None => &text,
+    };
+    if text.contains("expected struct") {
+        return "it must be a JSON object".to_owned();
+    }
+    text.to_owned()
 }
 
 /// A required JSON body.

@@ -117,6 +117,7 @@ async fn bad_inputs_get_proper_errors() {
         case("quantity 1e12", M::POST, add, &user, Some(json!({"productSku": "BAD-U", "quantity": 1_000_000_000_000i64})), 400),
         case("quantity 1.5", M::POST, add, &user, Some(json!({"productSku": "BAD-U", "quantity": 1.5})), 400),
         case("unknown sku", M::POST, add, &user, Some(json!({"productSku": "NO-SUCH-SKU", "quantity": 1})), 404),
+        case("empty sku", M::POST, add, &user, Some(json!({"productSku": " ", "quantity": 1})), 400),
         case("more than tracked stock", M::POST, add, &user, Some(json!({"productSku": "BAD-T", "quantity": 6})), 409),
         case("PUT quantity as string", M::PUT, "/api/cart/items/BAD-U", &user, Some(json!({"quantity": "x"})), 400),
         case("PUT unknown sku", M::PUT, "/api/cart/items/NO-SUCH-SKU", &user, Some(json!({"quantity": 1})), 404),
@@ -152,6 +153,8 @@ async fn bad_inputs_get_proper_errors() {
         case("login wrong password", M::POST, "/api/users/login", &none, Some(json!({"email": "henry@example.com", "password": "wrong-password-123"})), 401),
         case("login unknown email", M::POST, "/api/users/login", &none, Some(json!({"email": "nobody@example.com", "password": "wrong-password-123"})), 401),
         case("login missing password", M::POST, "/api/users/login", &none, Some(json!({"email": "henry@example.com"})), 400),
+        case("login empty strings", M::POST, "/api/users/login", &none, Some(json!({"email": "", "password": ""})), 400),
+        case("login body an array", M::POST, "/api/users/login", &none, Some(json!([])), 400),
         // Checkout, orders, routes, paging, lookups.
         case("empty-cart checkout", M::POST, "/api/checkout", &empty, None, 400),
         case("unknown order", M::GET, "/api/orders/does-not-exist", &user, None, 404),
@@ -194,6 +197,14 @@ async fn bad_inputs_get_proper_errors() {
         messages["login wrong password"], messages["login unknown email"],
         "login must not reveal whether the email exists"
     );
+    // Messages speak of the request, not of the server's types (a position is given only where
+    // the JSON itself is broken).
+    for (name, message) in &messages {
+        let text = message.as_str().unwrap_or_default();
+        let positioned =
+            text.starts_with("The request body is not as expected") && text.contains(" column ");
+        assert!(!text.contains("Body") && !positioned, "{name}: {text}");
+    }
 
     // Oversized bodies (~1.2 MiB): 413, sent over a raw socket since the server may answer early.
     let big = "x".repeat(1_200_000);

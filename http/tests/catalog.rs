@@ -194,6 +194,14 @@ async fn browse_demo_catalog() {
     );
     assert_eq!(skus(&got), want, "brand={a},{bb}");
     assert_sorted_by_name(&got, "brand filter");
+    // The same two brands repeated (brand=a&brand=b) or bracketed (brand[]=a&brand[]=b).
+    for form in [
+        format!("&brand={}&brand={}", enc(a), enc(bb)),
+        format!("&brand%5B%5D={}&brand%5B%5D={}", enc(a), enc(bb)),
+    ] {
+        let got = all_pages(&node, &form, 25).await;
+        assert_eq!(skus(&got), want, "{form}");
+    }
 
     // category=x and category=x,y, and combined with a brand.
     let x = &cats[0];

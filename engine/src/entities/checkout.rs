@@ -75,32 +75,30 @@ pub(super) async fn run(
             Err(e) => return Err(e),
         }
     }
-    if cart.is_empty() {
-        return Err(Error::EmptyCart);
-    }
-    let card = req.card.unwrap_or_else(Card::default_test_card);
-    card.validate().map_err(Error::InvalidPayment)?;
-
+    // What is bought is what `GET /api/cart` shows: lines whose product was deleted (or given
+    // another SKU) since they were added are left out, and go with the rest when the cart clears.
     let catalog = engine.catalog().snapshot();
-    let mut items = Vec::with_capacity(cart.lines.len());
-    let mut unavailable = Vec::new();
-    for (sku, line) in &cart.lines {
-        match catalog.get_by_sku(sku) {
-            Some(p) => items.push(OrderItem {
+    let items: Vec<OrderItem> = cart
+        .lines
+        .iter()
+        .filter_map(|(sku, line)| {
+            catalog.get_by_sku(sku).map(|p| OrderItem {
                 product_id: p.id.clone(),
                 sku: sku.to_string(),
                 name: p.name.clone(),
                 unit_price_cents: p.price_cents,
                 quantity: line.quantity,
-            }),
-            None => unavailable.push(sku.to_string()),
-        }
+            })
+        })
+        .collect();
+    if items.is_empty() {
+        return Err(Error::EmptyCart);
     }
-    if !unavailable.is_empty() {
-        return Err(Error::OutOfStock { skus: unavailable });
-    }
+    let card = req.card.unwrap_or_else(Card::default_test_card);
+    card.validate().map_err(Error::InvalidPayment)?;
 
     let mut reserved = Vec::with_capacity(items.len());
+    let mut unavailable = Vec::new();
     let mut failure = None;
     for item in &items {
         let quantity = u64::from(item.quantity);

@@ -17,10 +17,14 @@ pub async fn add(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let b: AddItemBody = body::json(&req, payload, state.body_limit).await?;
-    state
-        .engine
-        .cart_add(&user.email, b.product_sku.trim(), b.quantity)
-        .await?;
+    let sku = b.product_sku.trim();
+    if sku.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "productSku must not be empty.",
+        ));
+    }
+    state.engine.cart_add(&user.email, sku, b.quantity).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

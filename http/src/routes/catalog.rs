@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use emporium_engine::catalog::{Product, ProductQuery, MAX_PAGE_SIZE};
 use emporium_engine::Engine;
@@ -19,42 +17,51 @@ async fn with_stock(engine: &Engine, products: &[Product]) -> Result<Vec<Product
     Ok(out)
 }
 
-fn number(
-    params: &HashMap<String, String>,
-    name: &'static str,
-    default: u32,
-) -> Result<u32, ApiError> {
-    match params.get(name).map(|s| s.trim()) {
+/// The query string's pairs, in order (a key may repeat).
+type Params = Vec<(String, String)>;
+
+/// The last value given for `name`.
+fn last<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn number(params: &Params, name: &'static str, default: u32) -> Result<u32, ApiError> {
+    match last(params, name).map(str::trim) {
         None | Some("") => Ok(default),
         Some(raw) => raw.parse().map_err(|_| {
             ApiError::bad_request(
                 "invalid_paging",
-                format!("{name} must be a positive whole number"),
+                format!("{name} must be a whole number from 1 to {}", u32::MAX),
             )
         }),
     }
 }
 
-fn list_param(params: &HashMap<String, String>, name: &str) -> Vec<String> {
+/// Every value of `name`: comma-separated (`brand=a,b`, the contract's form), repeated
+/// (`brand=a&brand=b`) or with brackets (`brand[]=a&brand[]=b`, how some clients send arrays).
+fn list_param(params: &Params, name: &str) -> Vec<String> {
+    let bracketed = format!("{name}[]");
     params
-        .get(name)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
+        .iter()
+        .filter(|(k, _)| *k == name || *k == bracketed)
+        .flat_map(|(_, v)| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let params = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+    let params = web::Query::<Params>::from_query(req.query_string())
         .map_err(|_| ApiError::bad_request("invalid_query", "the query string cannot be parsed"))?
         .into_inner();
     let query = ProductQuery {
         page: number(&params, "page", 1)?,
         limit: number(&params, "limit", 20)?,
-        search: params.get("search").map(|s| s.trim().to_owned()),
+        search: last(&params, "search").map(|s| s.trim().to_owned()),
         brands: list_param(&params, "brand"),
         categories: list_param(&params, "category"),
     };
@@ -151,8 +158,10 @@ pub async fn create(
     let b: ProductBody = body::json(&req, payload, state.body_limit).await?;
     let (draft, stock) = b.into_draft()?;
     let product = state.engine.catalog().create(draft).await?;
+    // A new product's stock is what its body says (absent: not tracked), also when its SKU has
+    // stock left from a deleted product.
     let stock = stock.flatten();
-    if stock.is_some() {
+    if stock.is_some() || state.engine.stock(&product.sku).await?.is_some() {
         state.engine.set_stock(&product.sku, stock).await?;
     }
     Ok(HttpResponse::Created().json(ProductDto::new(&product, stock)))
@@ -168,10 +177,27 @@ pub async fn update(
     user.require_admin()?;
     let b: ProductBody = body::json(&req, payload, state.body_limit).await?;
     let (draft, stock) = b.into_draft()?;
+    let old_sku = state
+        .engine
+        .catalog()
+        .snapshot()
+        .get(&id)
+        .map(|p| p.sku.clone());
     let product = state.engine.catalog().update(&id, draft).await?;
-    // Absent stock leaves it as it is; null stops tracking it.
+    // Absent stock leaves it as it is; null stops tracking it. Stock lives with the SKU, so a
+    // product given a new SKU takes its stock along (else it would sell without a limit); the old
+    // SKU stops being tracked only once the new one is.
+    let renamed_from = old_sku.filter(|old| *old != product.sku);
+    let stock = match (stock, &renamed_from) {
+        (Some(stock), _) => Some(stock),
+        (None, Some(old)) => Some(state.engine.stock(old).await?),
+        (None, None) => None,
+    };
     if let Some(stock) = stock {
         state.engine.set_stock(&product.sku, stock).await?;
+    }
+    if let Some(old) = renamed_from {
+        state.engine.set_stock(&old, None).await?;
     }
     let stock = state.engine.stock(&product.sku).await?;
     Ok(HttpResponse::Ok().json(ProductDto::new(&product, stock)))

@@ -26,6 +26,12 @@ pub async fn login(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let b: LoginBody = body::json(&req, payload, state.body_limit).await?;
+    if b.email.trim().is_empty() || b.password.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "Email and password are required.",
+        ));
+    }
     let account = state.engine.login(&b.email, &b.password).await?;
     let token = state
         .auth
