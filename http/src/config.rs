@@ -20,6 +20,10 @@ pub struct Config {
     /// Accounts with these emails get the admin role. A comma-separated string or a list.
     #[serde(deserialize_with = "comma_list")]
     pub admin_emails: Vec<String>,
+    /// Origins (`https://shop.example.com`) whose pages may call the API from a browser, or `*` for
+    /// any. A comma-separated string or a list. Empty: no CORS headers, same-origin pages only.
+    #[serde(deserialize_with = "comma_list")]
+    pub cors_origins: Vec<String>,
     /// Load the built-in demo catalog on first start of an empty store.
     pub demo_catalog: bool,
     /// Actors idle this long passivate.
@@ -64,6 +68,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./emporium-data"),
             jwt_secret: None,
             admin_emails: Vec::new(),
+            cors_origins: Vec::new(),
             demo_catalog: true,
             idle_timeout_secs: 600,
             max_active_actors: 100_000,
@@ -107,6 +112,28 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
         .map(|s| s.trim().to_lowercase())
         .filter(|s| !s.is_empty())
         .collect())
+}
+
+/// `*`, or `http(s)://host[:port]` as a browser sends it in `Origin`.
+fn is_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let authority = authority
+        .filter(|a| !a.is_empty() && !a.contains(['/', '?', '#', '@']))
+        .and_then(|a| a.parse::<actix_web::http::uri::Authority>().ok());
+    authority.is_some_and(|a| {
+        // A port is what follows the last colon outside an IPv6 address's brackets.
+        let has_port = a
+            .as_str()
+            .rsplit(']')
+            .next()
+            .is_some_and(|t| t.contains(':'));
+        !has_port || a.port_u16().is_some()
+    })
 }
 
 impl Config {
@@ -154,6 +181,12 @@ impl Config {
             .find(|e| emporium_engine::user::normalise_email(e).is_none())
         {
             return Err(format!("admin_emails: {bad:?} is not an email address"));
+        }
+        if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(format!(
+                "cors_origins: {bad:?} is not an origin such as https://shop.example.com (scheme, \
+                 host and optional port, no path) or *"
+            ));
         }
         let store = self.store_kind()?;
         // The Redis and RabbitMQ clients are built without TLS: a rediss:// or amqps:// URL would
@@ -276,6 +309,41 @@ mod tests {
                 .err()
                 .unwrap_or_default();
             assert!(err.contains("needs a shared store"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cors_origins_are_origins() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "EMPORIUM_CORS_ORIGINS",
+                "https://Shop.example.com, http://[::1]:3000",
+            );
+            let c = Config::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(
+                c.cors_origins,
+                vec!["https://shop.example.com", "http://[::1]:3000"]
+            );
+            for ok in ["*", "http://localhost:5173", "https://127.0.0.1"] {
+                assert!(is_origin(ok), "{ok}");
+            }
+            for bad in [
+                "shop.example.com",
+                "https://shop.example.com/",
+                "https://shop.example.com/app",
+                "ftp://shop.example.com",
+                "https://",
+                "https://user@shop.example.com",
+                "https://shop.example.com:99999",
+            ] {
+                jail.set_env("EMPORIUM_CORS_ORIGINS", bad);
+                let err = match Config::load(None, &Overrides::default()) {
+                    Ok(c) => format!("accepted as {:?}", c.cors_origins),
+                    Err(e) => e,
+                };
+                assert!(err.contains("cors_origins"), "{bad}: {err}");
+            }
             Ok(())
         });
     }

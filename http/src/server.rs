@@ -183,10 +183,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         config.workers
     };
+    let origins = config.cors_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::from_fn(crate::metrics::record))
+            .wrap(middleware::Condition::new(
+                !origins.is_empty(),
+                cors(&origins),
+            ))
             .configure(crate::configure)
     })
     .workers(workers)
@@ -206,6 +211,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         handle.stop(true).await;
     });
     server.await.context("http server failed")
+}
+
+/// CORS for the configured origins (validated at start): the storefront's methods and the headers
+/// it sends; `Retry-After` readable by scripts. A request from another origin is still served
+/// (non-browser clients send any `Origin`); it just gets no CORS headers, so browsers refuse it.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::header;
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(3600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
 }
 
 async fn shutdown_signal() {

@@ -206,3 +206,77 @@ async fn readme_command_runs_the_store_on_embedded_defaults() {
     let (_, again) = node.get("/api/products/all", None).await;
     assert_eq!(again.as_array().map(Vec::len), Some(demo.len()));
 }
+
+/// `EMPORIUM_CORS_ORIGINS`: a storefront served from a configured origin may call the API from the
+/// browser (preflight answered, `Access-Control-Allow-Origin` on responses); other origins are
+/// served without CORS headers, and without the setting there are none at all.
+#[actix_rt::test]
+async fn cors_allows_the_configured_origins_only() {
+    use awc::http::Method;
+    const SHOP: &str = "http://shop.test:3000";
+    let allow = |r: &Resp| {
+        r.headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let node = Node::start(
+        NodeOpts::new()
+            .demo_catalog(false)
+            .env("EMPORIUM_CORS_ORIGINS", SHOP),
+    );
+    let preflight = [
+        ("Origin", SHOP),
+        ("Access-Control-Request-Method", "POST"),
+        (
+            "Access-Control-Request-Headers",
+            "authorization,content-type,idempotency-key",
+        ),
+    ];
+    let r = node
+        .send(
+            Method::OPTIONS,
+            "/api/checkout",
+            &Auth::None,
+            &preflight,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, allow(&r).as_deref()),
+        (200, Some(SHOP)),
+        "{}",
+        r.text
+    );
+    let headers = r.headers.get("access-control-allow-headers").unwrap();
+    let headers = headers.to_str().unwrap().to_lowercase();
+    for wanted in ["authorization", "content-type", "idempotency-key"] {
+        assert!(headers.contains(wanted), "{headers}");
+    }
+    let r = node
+        .send(
+            Method::GET,
+            "/api/products",
+            &Auth::None,
+            &[("Origin", SHOP)],
+            None,
+        )
+        .await;
+    assert_eq!((r.status, allow(&r).as_deref()), (200, Some(SHOP)));
+    let elsewhere = [("Origin", "http://evil.test")];
+    let r = node
+        .send(Method::GET, "/api/products", &Auth::None, &elsewhere, None)
+        .await;
+    assert_eq!((r.status, allow(&r)), (200, None));
+
+    let plain = Node::start(NodeOpts::new().demo_catalog(false));
+    let r = plain
+        .send(
+            Method::GET,
+            "/api/products",
+            &Auth::None,
+            &[("Origin", SHOP)],
+            None,
+        )
+        .await;
+    assert_eq!((r.status, allow(&r)), (200, None));
+}
