@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::actor::{Behaviour, Effect, Envelope, KindStats, Registry};
 use crate::catalog::Catalog;
 use crate::entities::{CartEntity, InventoryEntity, OrderEntity, UserEntity};
+use crate::gate::Gate;
 use crate::Error;
 
 /// How many times a command is re-sent when it meets a passivating or stopped actor.
@@ -58,6 +59,8 @@ pub(crate) struct Inner {
     pub users: Registry<UserEntity>,
     pub outbox_notify: Notify,
     pub serving: AtomicBool,
+    /// Password hashing and verification (register, login).
+    pub passwords: Gate,
 }
 
 /// Live-actor counters per kind.
@@ -85,6 +88,7 @@ impl Engine {
                 users: Registry::default(),
                 outbox_notify: Notify::new(),
                 serving: AtomicBool::new(true),
+                passwords: Gate::per_core("password checks"),
             }),
         })
     }

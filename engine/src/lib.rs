@@ -20,6 +20,7 @@ pub mod demo;
 mod engine;
 mod entities;
 mod error;
+mod gate;
 pub mod inventory;
 pub mod order;
 pub mod payment;

@@ -42,12 +42,6 @@ impl Behaviour for UserEntity {
 
 const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=256;
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Unavailable(format!("worker pool: {e}")))
-}
-
 impl Engine {
     pub fn role_of(&self, email: &str) -> Role {
         if self
@@ -99,7 +93,10 @@ impl Engine {
             return Err(Error::EmailTaken);
         }
         let password = password.to_owned();
-        let password_hash = blocking(move || hash_password(&password))
+        let password_hash = self
+            .inner()
+            .passwords
+            .run(move || hash_password(&password))
             .await?
             .map_err(Error::Unavailable)?;
         let account = UserAccount {
@@ -124,14 +121,17 @@ impl Engine {
         let hash = account.as_ref().map(|a| a.password_hash.clone());
         let password = password.to_owned();
         // Verify against a dummy hash for unknown emails so timing does not reveal accounts.
-        let ok = blocking(move || match hash {
-            Some(hash) => verify_password(&hash, &password),
-            None => {
-                let _ = verify_password(DUMMY_HASH, &password);
-                false
-            }
-        })
-        .await?;
+        let ok = self
+            .inner()
+            .passwords
+            .run(move || match hash {
+                Some(hash) => verify_password(&hash, &password),
+                None => {
+                    let _ = verify_password(DUMMY_HASH, &password);
+                    false
+                }
+            })
+            .await?;
         match account {
             Some(account) if ok => Ok(account),
             _ => Err(Error::BadCredentials),
