@@ -1,5 +1,5 @@
-//! The binary beyond the API: the README's first command on a fresh machine, `catalog import`,
-//! refusing bad configuration, and SIGTERM handling.
+//! The binary beyond the API: `catalog import`, refusing bad configuration, SIGTERM handling and
+//! CORS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -153,58 +153,6 @@ async fn sigterm_reports_not_ready_and_refuses_new_work_then_exits() {
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!node.is_running(), "still running 40 s after SIGTERM");
-}
-
-/// The README's first command on a fresh machine: no settings at all, so the data dir is created
-/// as `./emporium-data`, a JWT secret is generated and kept there (0600), the demo catalog is
-/// loaded, and the storefront flow works; after a restart the same secret accepts earlier tokens
-/// and the demo catalog is not loaded twice. (Only the port is chosen, with `--listen`.)
-#[actix_rt::test]
-async fn readme_command_runs_the_store_on_embedded_defaults() {
-    use std::os::unix::fs::PermissionsExt;
-    let mut node = Node::start(NodeOpts::new().readme_defaults());
-    let (s, all) = node.get("/api/products/all", None).await;
-    assert_eq!(s, 200, "{all}");
-    let demo = all.as_array().unwrap().clone();
-    assert!(demo.len() >= 100, "demo catalog: {} products", demo.len());
-    let product = demo
-        .iter()
-        .find(|p| p["stock"].as_i64().is_some_and(|n| n >= 2))
-        .expect("a demo product with stock");
-    let sku = product["sku"].as_str().unwrap();
-    let stock = product["stock"].as_i64().unwrap();
-
-    let token = register(&node, "rita", "rita@example.com", PASSWORD).await;
-    assert_eq!(add_to_cart(&node, &token, sku, 2).await, 204);
-    let card = json!({"payment": {"cardNumber": "4242424242424242", "expMonth": 12,
-        "expYear": 2099, "cvc": "123"}});
-    let (s, order) = node.post("/api/checkout", Some(&token), card).await;
-    assert_eq!(s, 201, "{order}");
-    assert_eq!(order["status"], "Created", "{order}");
-    assert_eq!(
-        cents(&order["total"]),
-        2 * cents(&product["price"]),
-        "{order}"
-    );
-    assert!(order["currency"].as_str().is_some_and(|c| !c.is_empty()));
-    assert_eq!(stock_of(&node, sku).await, Some(stock - 2));
-
-    let secret_file = node.data_dir().join("jwt-secret");
-    let secret = std::fs::read_to_string(&secret_file).unwrap();
-    assert!(secret.trim().len() >= 32, "generated secret: {secret:?}");
-    let mode = std::fs::metadata(&secret_file)
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "{}", secret_file.display());
-
-    node.restart();
-    let (s, orders) = node.get("/api/orders", Some(&token)).await;
-    assert_eq!(s, 200, "a token from before the restart: {orders}");
-    assert_eq!(orders.as_array().map(Vec::len), Some(1), "{orders}");
-    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), secret);
-    let (_, again) = node.get("/api/products/all", None).await;
-    assert_eq!(again.as_array().map(Vec::len), Some(demo.len()));
 }
 
 /// `EMPORIUM_CORS_ORIGINS`: a storefront served from a configured origin may call the API from the

@@ -1,5 +1,6 @@
 //! Acceptance 1: register → login → browse → cart → checkout → orders → cancel → admin transitions.
-//! (Catalog paging/filter/search details are in `catalog.rs`.)
+//! (Catalog paging/filter/search details are in `catalog.rs`; the same flow on the README's defaults,
+//! without admin steps, in `readme.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
