@@ -35,6 +35,33 @@ pub struct Auth {
 
 /// Above this many cached tokens the cache starts over (a bound, not an LRU).
 const VERIFIED_CACHE: usize = 100_000;
+/// Longer tokens are refused unread (ours are ~250 bytes), so the cache holds at most
+/// `VERIFIED_CACHE` × this many bytes of keys.
+const MAX_TOKEN: usize = 2048;
+
+/// The token of an `Authorization: Bearer <token>` header, trimmed: the same text, however
+/// padded, is the same cache key.
+fn bearer(header_value: Option<&str>) -> Result<&str, ApiError> {
+    let value = header_value
+        .ok_or_else(|| ApiError::unauthorized("missing_token", "sign in first: no bearer token"))?;
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_token",
+                "the Authorization header must be 'Bearer <token>'",
+            )
+        })?;
+    if token.len() > MAX_TOKEN {
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "the token is not valid",
+        ));
+    }
+    Ok(token)
+}
 
 impl Auth {
     pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
@@ -72,24 +99,19 @@ impl Auth {
 
     /// The email of a valid bearer token, from the cache when it was verified before.
     pub fn verified_email(&self, header_value: Option<&str>) -> Result<String, ApiError> {
+        let token = bearer(header_value)?;
         let now = emporium_engine::clock::now_ms() / 1000;
-        if let Some(token) = header_value.and_then(|v| v.strip_prefix("Bearer ")) {
-            let cached = self
-                .verified
-                .lock()
-                .ok()
-                .and_then(|c| c.get(token).cloned());
-            // The same leeway as the full check, so a cached token expires exactly when it would.
-            if let Some((email, _)) = cached.filter(|(_, exp)| now <= exp + self.validation.leeway)
-            {
-                return Ok(email);
-            }
+        let cached = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|c| c.get(token).cloned());
+        // The same leeway as the full check, so a cached token expires exactly when it would.
+        if let Some((email, _)) = cached.filter(|(_, exp)| now <= exp + self.validation.leeway) {
+            return Ok(email);
         }
-        let claims = self.verify(header_value)?;
-        if let (Some(token), Ok(mut cache)) = (
-            header_value.and_then(|v| v.strip_prefix("Bearer ")),
-            self.verified.lock(),
-        ) {
+        let claims = self.decode(token)?;
+        if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= VERIFIED_CACHE {
                 cache.clear();
             }
@@ -99,19 +121,10 @@ impl Auth {
     }
 
     pub fn verify(&self, header_value: Option<&str>) -> Result<Claims, ApiError> {
-        let value = header_value.ok_or_else(|| {
-            ApiError::unauthorized("missing_token", "sign in first: no bearer token")
-        })?;
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "invalid_token",
-                    "the Authorization header must be 'Bearer <token>'",
-                )
-            })?;
+        self.decode(bearer(header_value)?)
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, ApiError> {
         decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {

@@ -32,6 +32,8 @@ pub struct Config {
     pub max_active_actors: usize,
     /// Larger request bodies get 413.
     pub body_limit_bytes: usize,
+    /// A request body must arrive within this long after its headers, else 408.
+    pub body_timeout_secs: u64,
     /// Fixed number of shards; never change it on a store with data.
     pub shards: u32,
     /// Lifetime of issued tokens.
@@ -73,6 +75,7 @@ impl Default for Config {
             idle_timeout_secs: 600,
             max_active_actors: 100_000,
             body_limit_bytes: 1024 * 1024,
+            body_timeout_secs: 15,
             shards: 1024,
             token_ttl_secs: 24 * 3600,
             outbox_retention_secs: 7 * 24 * 3600,
@@ -165,10 +168,14 @@ impl Config {
         if self.body_limit_bytes < 1024 {
             return Err("body_limit_bytes must be at least 1024".into());
         }
-        if self.idle_timeout_secs == 0 || self.token_ttl_secs == 0 || self.max_active_actors == 0 {
-            return Err(
-                "idle_timeout_secs, token_ttl_secs and max_active_actors must be positive".into(),
-            );
+        if self.idle_timeout_secs == 0
+            || self.token_ttl_secs == 0
+            || self.max_active_actors == 0
+            || self.body_timeout_secs == 0
+        {
+            return Err("idle_timeout_secs, token_ttl_secs, max_active_actors and \
+                        body_timeout_secs must be positive"
+                .into());
         }
         if let Some(secret) = &self.jwt_secret {
             if secret.len() < 16 {

@@ -121,9 +121,30 @@ impl From<EngineError> for ApiError {
             }
         };
         if status == S::SERVICE_UNAVAILABLE {
-            tracing::warn!(error = %e, "retryable failure");
+            warn_retryable(&e);
         }
         Self::new(status, code, message)
+    }
+}
+
+/// Logs a retryable failure at most once a second, with how many were not logged since: during
+/// an outage or a flood every request fails the same way, and one line per request would bury
+/// the log (the metrics count them all).
+fn warn_retryable(e: &EngineError) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let second = emporium_engine::clock::now_ms() / 1000;
+    let last = LAST_SECOND.load(Ordering::Relaxed);
+    if second != last
+        && LAST_SECOND
+            .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let unlogged = UNLOGGED.swap(0, Ordering::Relaxed);
+        tracing::warn!(error = %e, unlogged, "retryable failure");
+    } else {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -40,5 +40,6 @@ pub struct AppState {
     pub store_name: &'static str,
     /// Counters of the Redis cart cache, when there is one.
     pub cache: Option<Arc<emporium_persistence::CacheStats>>,
-    pub body_limit: usize,
+    /// How large a request body may be, and how long it may take to arrive.
+    pub body: body::Limits,
 }

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
@@ -130,13 +130,27 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// Longer paths are refused before routing: matching a `{id}` segment costs time in its length
+/// (~5 ms for 64 KiB on the one HTTP worker), and no path of the API comes anywhere near this.
+const MAX_PATH: usize = 2048;
+
 /// Middleware: records every request under its route pattern (not its raw path, which would let
-/// clients create unbounded label values).
+/// clients create unbounded label values). Refuses over-long paths first (414).
 pub async fn record(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let started = Instant::now();
+    if req.path().len() > MAX_PATH {
+        let refused = crate::error::ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the path is longer than {MAX_PATH} bytes"),
+        );
+        let res = req.into_response(refused.to_response());
+        observe(&res, started);
+        return Ok(res.map_into_right_body());
+    }
     // Exported only with OpenTelemetry on (see `telemetry`); otherwise a disabled call site.
     let span = tracing::trace_span!(
         target: "emporium::http",
@@ -155,12 +169,17 @@ pub async fn record(
     }
     let res = next.call(req).instrument(span.clone()).await?;
     span.record("http.response.status_code", res.status().as_u16());
+    observe(&res, started);
+    Ok(res.map_into_left_body())
+}
+
+fn observe<B>(res: &ServiceResponse<B>, started: Instant) {
     let req = res.request();
     if let Some(state) = req.app_data::<web::Data<AppState>>() {
         let seconds = started.elapsed().as_secs_f64();
         match req.app_data::<RouteMetrics>() {
             Some(route) => route.record(&state.metrics, req, res.status(), seconds),
-            // No resource matched (a 404 from a scope's default service).
+            // No resource matched (a 404 from a scope's default service, or a refused path).
             None => RouteHandles::new(
                 &state.metrics,
                 UNMATCHED,
@@ -170,5 +189,4 @@ pub async fn record(
             .observe(seconds),
         }
     }
-    Ok(res)
 }

@@ -172,7 +172,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store_name: backends.store_name(),
         commits: backends.commits,
         cache: backends.cache,
-        body_limit: config.body_limit_bytes,
+        body: crate::body::Limits {
+            bytes: config.body_limit_bytes,
+            timeout: Duration::from_secs(config.body_timeout_secs),
+        },
     });
     actix_web::rt::spawn(relay.run());
     // One core is left to the write path (the log writer and the kernel's sync work): on 2 cores,

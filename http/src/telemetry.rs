@@ -37,12 +37,24 @@ pub fn otlp_endpoint() -> Option<String> {
         .filter(|e| !e.trim().is_empty())
 }
 
+/// `RUST_LOG`, default `info`. actix-http's per-connection protocol errors (a malformed request
+/// line, a URI over 64 KiB) are logged at ERROR, one line per bad request from anyone: they are
+/// silenced unless `RUST_LOG` names `actix_http` itself. The client gets its 400 either way.
+fn log_filter() -> EnvFilter {
+    let configured = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match "actix_http::h1::dispatcher=off".parse() {
+        Ok(quiet) if !configured.contains("actix_http") => filter.add_directive(quiet),
+        _ => filter,
+    }
+}
+
 /// Installs the global subscriber. An exporter that cannot be built is reported and tracing goes
 /// on without it (logs still work); it never stops the store.
 pub fn init() -> Telemetry {
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+        .with_filter(log_filter());
     let registry = tracing_subscriber::registry().with(logs);
     #[cfg(feature = "otel")]
     {

@@ -16,7 +16,7 @@ pub async fn add(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let b: AddItemBody = body::json(&req, payload, state.body_limit).await?;
+    let b: AddItemBody = body::json(&req, payload, state.body).await?;
     let sku = b.product_sku.trim();
     if sku.is_empty() {
         return Err(ApiError::bad_request(
@@ -35,7 +35,7 @@ pub async fn set(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let b: QuantityBody = body::json(&req, payload, state.body_limit).await?;
+    let b: QuantityBody = body::json(&req, payload, state.body).await?;
     state.engine.cart_set(&user.email, &sku, b.quantity).await?;
     Ok(HttpResponse::NoContent().finish())
 }

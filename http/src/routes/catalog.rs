@@ -41,17 +41,40 @@ fn number(params: &Params, name: &'static str, default: u32) -> Result<u32, ApiE
     }
 }
 
+/// At most this many distinct values per filter: each costs a comparison per product.
+const MAX_FILTER_VALUES: usize = 50;
+
 /// Every value of `name`: comma-separated (`brand=a,b`, the contract's form), repeated
-/// (`brand=a&brand=b`) or with brackets (`brand[]=a&brand[]=b`, how some clients send arrays).
-fn list_param(params: &Params, name: &str) -> Vec<String> {
+/// (`brand=a&brand=b`) or with brackets (`brand[]=a&brand[]=b`, how some clients send arrays);
+/// duplicates (in any case) once.
+fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
     let bracketed = format!("{name}[]");
-    params
+    let too_many = || {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("at most {MAX_FILTER_VALUES} values of {name}"),
+        )
+    };
+    let mut values: Vec<String> = Vec::new();
+    let given = params
         .iter()
         .filter(|(k, _)| *k == name || *k == bracketed)
         .flat_map(|(_, v)| v.split(','))
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    // Repeats are tolerated, within reason: each is compared with the distinct values so far.
+    for (n, value) in given.enumerate() {
+        if n == 20 * MAX_FILTER_VALUES {
+            return Err(too_many());
+        }
+        if !values.iter().any(|v| v.eq_ignore_ascii_case(value)) {
+            if values.len() == MAX_FILTER_VALUES {
+                return Err(too_many());
+            }
+            values.push(value.to_owned());
+        }
+    }
+    Ok(values)
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -62,8 +85,8 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         page: number(&params, "page", 1)?,
         limit: number(&params, "limit", 20)?,
         search: last(&params, "search").map(|s| s.trim().to_owned()),
-        brands: list_param(&params, "brand"),
-        categories: list_param(&params, "category"),
+        brands: list_param(&params, "brand")?,
+        categories: list_param(&params, "category")?,
     };
     let page = state
         .engine
@@ -131,7 +154,7 @@ pub async fn batch_get(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let b: BatchGetBody = body::json(&req, payload, state.body_limit).await?;
+    let b: BatchGetBody = body::json(&req, payload, state.body).await?;
     if b.skus.len() > MAX_BATCH {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -155,7 +178,7 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     user.require_admin()?;
-    let b: ProductBody = body::json(&req, payload, state.body_limit).await?;
+    let b: ProductBody = body::json(&req, payload, state.body).await?;
     let (draft, stock) = b.into_draft()?;
     let product = state.engine.catalog().create(draft).await?;
     // A new product's stock is what its body says (absent: not tracked), also when its SKU has
@@ -175,7 +198,7 @@ pub async fn update(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     user.require_admin()?;
-    let b: ProductBody = body::json(&req, payload, state.body_limit).await?;
+    let b: ProductBody = body::json(&req, payload, state.body).await?;
     let (draft, stock) = b.into_draft()?;
     let old_sku = state
         .engine

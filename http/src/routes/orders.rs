@@ -16,7 +16,7 @@ pub async fn checkout(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let b: Option<CheckoutBody> = body::optional_json(&req, payload, state.body_limit).await?;
+    let b: Option<CheckoutBody> = body::optional_json(&req, payload, state.body).await?;
     let card = match b.and_then(|b| b.payment) {
         Some(p) => Some(p.into_card()?),
         None => None,
@@ -94,7 +94,7 @@ pub async fn set_status(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     user.require_admin()?;
-    let b: StatusBody = body::json(&req, payload, state.body_limit).await?;
+    let b: StatusBody = body::json(&req, payload, state.body).await?;
     let to = OrderStatus::parse(&b.status).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_status",

@@ -9,7 +9,7 @@ pub async fn register(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let b: RegisterBody = body::json(&req, payload, state.body_limit).await?;
+    let b: RegisterBody = body::json(&req, payload, state.body).await?;
     let account = state
         .engine
         .register(&b.username, &b.email, &b.password)
@@ -25,7 +25,7 @@ pub async fn login(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let b: LoginBody = body::json(&req, payload, state.body_limit).await?;
+    let b: LoginBody = body::json(&req, payload, state.body).await?;
     if b.email.trim().is_empty() || b.password.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_input",
