@@ -123,8 +123,9 @@ async fn padded_tokens_are_one_token_and_huge_ones_are_refused() {
     assert_error("a 4 KB token", (r.status, &r.body), 401);
 }
 
-/// Paths longer than any route takes are refused before routing (414), and order ids that cannot
-/// be orders, or are nobody's, are 404 without activating an actor.
+/// Paths longer than any route takes are refused before routing (414), order ids that cannot be
+/// orders, or are nobody's, are 404 without activating an actor, and logins with unknown emails
+/// activate none either.
 #[actix_rt::test]
 async fn long_paths_and_unknown_order_ids_cost_nothing_lasting() {
     let node = Node::start(NodeOpts::new().demo_catalog(false));
@@ -154,15 +155,22 @@ async fn long_paths_and_unknown_order_ids_cost_nothing_lasting() {
             );
         }
     }
-    let active = metric(
-        &node.metrics().await,
-        "emporium_actors_active",
-        &[("kind", "order")],
+    // Logins with emails nobody registered read the store; no user actor is started for them.
+    for i in 0..20 {
+        let body = json!({"email": format!("nobody{i}@example.com"), "password": "whatever-123"});
+        assert_eq!(node.post("/api/users/login", None, body).await.0, 401);
+    }
+    let text = node.metrics().await;
+    let active = |kind| metric(&text, "emporium_actors_active", &[("kind", kind)]);
+    assert_eq!(
+        active("order").unwrap_or(0.0),
+        0.0,
+        "order actors for unknown ids"
     );
     assert_eq!(
-        active.unwrap_or(0.0),
-        0.0,
-        "order actors activated for unknown ids"
+        active("user"),
+        Some(1.0),
+        "user actors beyond the one registered"
     );
 }
 

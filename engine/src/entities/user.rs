@@ -1,16 +1,15 @@
-//! User accounts: one actor per email. Password hashing runs on the blocking pool, never inside
-//! an actor.
+//! User accounts: one actor per email, which registers it; logins read the acknowledged account
+//! from the store. Password hashing runs on the blocking pool behind a gate, never inside an actor.
 
 use crate::actor::{Behaviour, Outcome, Registry, Step};
 use crate::clock::now_ms;
 use crate::user::{hash_password, normalise_email, verify_password, Role, UserAccount};
-use crate::{Engine, Error};
+use crate::{codec, Engine, Error};
 
 pub(crate) struct UserEntity;
 
 #[derive(Debug, Clone)]
 pub(crate) enum UserMsg {
-    Get,
     Register(UserAccount),
 }
 
@@ -31,7 +30,6 @@ impl Behaviour for UserEntity {
         cmd: UserMsg,
     ) -> Step<Self::State, Self::Reply> {
         Step::Ready(match (cmd, state) {
-            (UserMsg::Get, _) => Ok(Outcome::unchanged(state.clone())),
             (UserMsg::Register(_), Some(_)) => Err(Error::EmailTaken),
             (UserMsg::Register(account), None) => {
                 Ok(Outcome::changed(Some(account.clone()), Some(account)))
@@ -85,11 +83,7 @@ impl Engine {
             });
         }
         // Fail fast on a taken email before spending a hash on it.
-        if self
-            .call::<UserEntity>(&email, &email, UserMsg::Get)
-            .await?
-            .is_some()
-        {
+        if self.account(&email).await?.is_some() {
             return Err(Error::EmailTaken);
         }
         let password = password.to_owned();
@@ -110,14 +104,27 @@ impl Engine {
             .ok_or(Error::EmailTaken)
     }
 
+    /// The account of a normalised email as acknowledged, read from the store: every
+    /// acknowledged registration is there, and no actor is activated for an email that has no
+    /// account (a login with made-up emails leaves nothing behind).
+    async fn account(&self, email: &str) -> Result<Option<UserAccount>, Error> {
+        match self
+            .stores()
+            .snapshots
+            .load(UserEntity::KIND, email)
+            .await?
+        {
+            Some(snapshot) => codec::decode::<Option<UserAccount>>(&snapshot.data),
+            None => Ok(None),
+        }
+    }
+
     /// Checks credentials; the same error for an unknown email and a wrong password.
     pub async fn login(&self, email: &str, password: &str) -> Result<UserAccount, Error> {
         let Some(email) = normalise_email(email) else {
             return Err(Error::BadCredentials);
         };
-        let account = self
-            .call::<UserEntity>(&email, &email, UserMsg::Get)
-            .await?;
+        let account = self.account(&email).await?;
         let hash = account.as_ref().map(|a| a.password_hash.clone());
         let password = password.to_owned();
         // Verify against a dummy hash for unknown emails so timing does not reveal accounts.
