@@ -43,7 +43,8 @@ pub trait Outbox: Send + Sync + 'static {
     }
     /// Number of undelivered entries.
     async fn depth(&self) -> Result<u64, Error>;
-    /// Drops delivered entries delivered before `before_ms`; returns how many.
+    /// Drops entries delivered before `before_ms`; returns how many. A store may leave some for
+    /// a later call (to bound the work of one), never drops one delivered later.
     async fn prune_delivered(&self, before_ms: u64) -> Result<u64, Error>;
     /// Appends without a snapshot (used by conformance tests and re-queues).
     async fn append(&self, entry: OutboxEntry) -> Result<u64, Error>;

@@ -255,6 +255,28 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pruning_walks_delivery_order_and_stops_at_the_first_young_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for id in ["old", "young", "old-but-behind"] {
+            store.append(entry(id)).await.unwrap();
+        }
+        let records = store.pending(10).await.unwrap();
+        assert_eq!(records.len(), 3);
+        for (record, at) in records.iter().zip([10, 200, 20]) {
+            store
+                .mark_delivered(std::slice::from_ref(record), at)
+                .await
+                .unwrap();
+        }
+        // Only "old": "young" stops the walk, and "old-but-behind" waits for it.
+        assert_eq!(store.prune_delivered(100).await, Ok(1));
+        assert_eq!(store.prune_delivered(100).await, Ok(0));
+        assert_eq!(store.prune_delivered(201).await, Ok(2));
+        assert_eq!(store.trees.delivered.len(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn outbox_entries_of_unlogged_writes_are_dropped_on_open() {
         let dir = tempfile::tempdir().unwrap();
         {

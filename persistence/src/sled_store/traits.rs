@@ -14,6 +14,9 @@ use crate::{
     CatalogStore, Error, Outbox, OutboxEntry, OutboxRecord, Snapshot, SnapshotStore, SnapshotWrite,
 };
 
+/// At most this many delivered entries are pruned per call (tens of milliseconds of the writer).
+pub(super) const PRUNE_BATCH: u64 = 10_000;
+
 #[async_trait]
 impl SnapshotStore for SledStore {
     async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, Error> {
@@ -97,6 +100,11 @@ impl Outbox for SledStore {
         Ok(self.trees.depth.load(Ordering::Relaxed))
     }
 
+    /// Runs on the writer thread, so it is bounded: it walks the delivered entries in outbox order
+    /// (which is delivery order, but for a batch held back and delivered late), stops at the first
+    /// one delivered at or after `before_ms`, and removes at most [`PRUNE_BATCH`] per call. An
+    /// older entry behind a younger one waits for a later call; the relay calls every minute.
+    /// (Before, every call read the whole delivered tree: a week of events at retention.)
     async fn prune_delivered(&self, before_ms: u64) -> Result<u64, Error> {
         self.write(move |trees, ops| {
             let mut pruned = 0;
@@ -106,11 +114,12 @@ impl Outbox for SledStore {
                     .get(..8)
                     .and_then(|b| b.try_into().ok())
                     .map_or(0, u64::from_be_bytes);
-                if at < before_ms {
-                    trees.delivered.remove(&key).map_err(storage)?;
-                    ops.push(del(DELIVERED, key.to_vec()));
-                    pruned += 1;
+                if at >= before_ms || pruned == PRUNE_BATCH {
+                    break;
                 }
+                trees.delivered.remove(&key).map_err(storage)?;
+                ops.push(del(DELIVERED, key.to_vec()));
+                pruned += 1;
             }
             Ok(pruned)
         })
