@@ -118,8 +118,12 @@ impl Relay {
                 last_prune = now;
                 let cutoff = now
                     .saturating_sub(u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX));
-                if let Err(e) = self.engine.stores().outbox.prune_delivered(cutoff).await {
-                    tracing::warn!(error = %e, "pruning delivered events failed");
+                match self.engine.stores().outbox.prune_delivered(cutoff).await {
+                    // A store prunes a bounded number per call: while it finds some, come back
+                    // in a second rather than a minute.
+                    Ok(pruned) if pruned > 0 => last_prune = now.saturating_sub(59_000),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning delivered events failed"),
                 }
             }
             let _ =
