@@ -198,12 +198,12 @@ impl CatalogIndex {
     }
 }
 
-/// Distinct non-empty values, case-insensitively (filters match brands and categories that way, so
-/// `Zed` and `zed` are one choice, spelled as it first appears), sorted case-insensitively.
+/// Distinct non-empty values, ASCII-case-insensitively as the filters match them (`Zed` and `zed`
+/// are one choice, spelled as it first appears), sorted the same way.
 fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut seen = BTreeMap::new();
     for v in values.filter(|v| !v.is_empty()) {
-        seen.entry(v.to_lowercase()).or_insert(v);
+        seen.entry(v.to_ascii_lowercase()).or_insert(v);
     }
     seen.into_values().map(str::to_owned).collect()
 }

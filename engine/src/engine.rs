@@ -212,7 +212,14 @@ impl Engine {
     /// times; one that still fails is logged for an operator (the write it follows is durable).
     pub(crate) async fn run_effect(&self, effect: Effect) {
         match effect {
-            Effect::ReleaseStock { sku, quantity } => {
+            Effect::ReleaseStock {
+                sku,
+                product_id,
+                quantity,
+            } => {
+                let current = product_id
+                    .and_then(|id| self.catalog().snapshot().get(&id).map(|p| p.sku.clone()));
+                let sku = current.unwrap_or(sku);
                 for attempt in 1..=3 {
                     match self.release_stock(&sku, quantity).await {
                         Ok(()) => return,

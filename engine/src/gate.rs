@@ -40,11 +40,12 @@ impl Gate {
         }
     }
 
-    /// One slot per core, and a queue of 128 per core: about four seconds at ~30 ms per hash, so
-    /// a burst of real logins waits rather than fails, while a flood is cut off.
+    /// One slot per core but one (left to the write path, as the HTTP workers leave it), at least
+    /// one, and a queue of 128 per core: a few seconds at ~30 ms per hash, so a burst of real
+    /// logins waits rather than fails, while a flood is cut off.
     pub fn per_core(what: &'static str) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::new(cores, 128 * cores, what)
+        Self::new(cores.saturating_sub(1).max(1), 128 * cores, what)
     }
 
     pub async fn run<T: Send + 'static>(

@@ -109,10 +109,11 @@ fn data_error(e: &serde_json::Error) -> String {
         Some((head, _)) => head,
         None => &text,
     };
-    if text.contains("expected struct") {
-        return "it must be a JSON object".to_owned();
+    match text.find("expected struct") {
+        // "expected struct LoginBody with 2 elements": the type's name, said plainly.
+        Some(at) => format!("{}expected a JSON object", &text[..at]),
+        None => text.to_owned(),
     }
-    text.to_owned()
 }
 
 /// A required JSON body.

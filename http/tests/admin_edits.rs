@@ -1,6 +1,7 @@
 //! What an admin's product edits do to stock and to the carts holding the product: a deleted
-//! product's cart lines are neither shown nor bought, a SKU change takes the stock along, and a
-//! product created on a SKU that had stock starts from the stock its body gives.
+//! product's cart lines are neither shown nor bought; stock lives with the SKU, so a product with
+//! tracked stock changes SKU only with its stock in the same body, and a cancelled order gives
+//! stock back to its product's current SKU.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -48,29 +49,41 @@ async fn product_edits_keep_carts_and_stock_consistent() {
     let (s, b) = node.post("/api/checkout", Some(&eve), Value::Null).await;
     assert_error("checkout of deleted products only", (s, &b), 400);
 
-    // Created again on the deleted product's SKU without stock: not tracked, as the 201 says.
+    // Created again on the deleted product's SKU: without stock in the body it keeps the SKU's
+    // stock (5, as the 201 says); with stock in the body it has that.
     let body = json!({"name": "Ephemeral again", "sku": "EDIT-GONE", "price": 3.0});
     let (s, again) = node.post("/api/products", Some(&admin), body).await;
-    assert_eq!((s, &again["stock"]), (201, &Value::Null), "{again}");
-    assert_eq!(stock_of(&node, "EDIT-GONE").await, None);
+    assert_eq!((s, &again["stock"]), (201, &json!(5)), "{again}");
+    assert_eq!(stock_of(&node, "EDIT-GONE").await, Some(5));
+    assert_eq!(node.delete(&path(&again), Some(&admin)).await.0, 204);
+    let third = create_product(&node, &admin, "Third", "EDIT-GONE", 3.0, Some(2)).await;
+    assert_eq!(third["stock"], 2);
+    assert_eq!(stock_of(&node, "EDIT-GONE").await, Some(2));
 
-    // A SKU change without stock in the body takes the stock along, and it still limits sales.
+    // An order placed before a SKU change; the SKU of a product with tracked stock changes only
+    // with the stock in the same body, which then limits sales under the new SKU.
+    assert_eq!(add_to_cart(&node, &eve, "EDIT-KEEP", 4).await, 204);
+    let (s, before) = node.post("/api/checkout", Some(&eve), Value::Null).await;
+    assert_eq!(s, 201, "{before}");
+    assert_eq!(stock_of(&node, "EDIT-KEEP").await, Some(5));
     let body = json!({"name": "Keeper", "sku": "EDIT-KEEP2", "price": 2.0});
+    let (s, b) = node.put(&path(&keep), Some(&admin), body).await;
+    assert_error("a new SKU without the stock", (s, &b), 409);
+    assert_eq!(b["error"], "stock_tracked");
+    let body = json!({"name": "Keeper", "sku": "EDIT-KEEP2", "price": 2.0, "stock": 5});
     let (s, renamed) = node.put(&path(&keep), Some(&admin), body).await;
-    assert_eq!((s, &renamed["stock"]), (200, &json!(9)), "{renamed}");
-    assert_eq!(stock_of(&node, "EDIT-KEEP2").await, Some(9));
-    assert_eq!(add_to_cart(&node, &eve, "EDIT-KEEP2", 10).await, 409);
+    assert_eq!((s, &renamed["stock"]), (200, &json!(5)), "{renamed}");
+    assert_eq!(add_to_cart(&node, &eve, "EDIT-KEEP2", 6).await, 409);
     assert_eq!(node.get("/api/products/sku/EDIT-KEEP", None).await.0, 404);
-    // The old SKU is free again and carries nothing over.
-    let tracked = create_product(&node, &admin, "New", "EDIT-KEEP", 4.0, Some(3)).await;
-    assert_eq!(tracked["stock"], 3);
-    let body = json!({"name": "Untracked", "sku": "EDIT-OLD", "price": 1.0});
-    let (s, _) = node.put(&path(&tracked), Some(&admin), body).await;
-    assert_eq!(s, 200);
-    let body = json!({"name": "Reused", "sku": "EDIT-KEEP", "price": 1.0});
-    let (s, reused) = node.post("/api/products", Some(&admin), body).await;
-    assert_eq!((s, &reused["stock"]), (201, &Value::Null), "{reused}");
-    assert_eq!(stock_of(&node, "EDIT-OLD").await, Some(3));
+    // Cancelling the earlier order gives its 4 back to the product, under its new SKU.
+    let cancel = format!("/api/orders/{}/cancel", enc(&id_of(&before)));
+    assert_eq!(node.post(&cancel, Some(&eve), Value::Null).await.0, 200);
+    assert_eq!(stock_of(&node, "EDIT-KEEP2").await, Some(9));
+    // A product whose stock is not tracked changes SKU freely.
+    let free = create_product(&node, &admin, "Free", "EDIT-FREE", 1.0, None).await;
+    let body = json!({"name": "Free", "sku": "EDIT-FREE2", "price": 1.0});
+    let (s, moved) = node.put(&path(&free), Some(&admin), body).await;
+    assert_eq!((s, &moved["stock"]), (200, &Value::Null), "{moved}");
 
     // PUT quantity 0 for a line not in the cart changes nothing and succeeds; a positive one 404s.
     let line = "/api/cart/items/EDIT-KEEP2";

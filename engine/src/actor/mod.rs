@@ -53,7 +53,13 @@ impl<S, R> Outcome<S, R> {
 /// Side effects described as values; only the owner runs them, after its write is durable.
 #[derive(Debug, Clone)]
 pub(crate) enum Effect {
-    ReleaseStock { sku: String, quantity: u64 },
+    /// Gives `quantity` back to `sku`, or, with `product_id` set, to that product's current SKU
+    /// when the catalog still has it (its SKU may have changed since the stock was taken).
+    ReleaseStock {
+        sku: String,
+        product_id: Option<String>,
+        quantity: u64,
+    },
 }
 
 /// A command's result: computed right away (the common case) or needing other actors first.

@@ -55,6 +55,7 @@ async fn release_all(engine: &Engine, reserved: &[(String, u64)]) {
         engine
             .run_effect(crate::actor::Effect::ReleaseStock {
                 sku: sku.clone(),
+                product_id: None,
                 quantity: *quantity,
             })
             .await;

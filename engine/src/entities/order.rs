@@ -112,6 +112,7 @@ impl Behaviour for OrderEntity {
                                 .iter()
                                 .map(|i| Effect::ReleaseStock {
                                     sku: i.sku.clone(),
+                                    product_id: Some(i.product_id.clone()),
                                     quantity: u64::from(i.quantity),
                                 })
                                 .collect();

@@ -1,3 +1,4 @@
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use emporium_engine::catalog::{Product, ProductQuery, MAX_PAGE_SIZE};
 use emporium_engine::Engine;
@@ -180,13 +181,23 @@ pub async fn create(
     user.require_admin()?;
     let b: ProductBody = body::json(&req, payload, state.body).await?;
     let (draft, stock) = b.into_draft()?;
-    let product = state.engine.catalog().create(draft).await?;
-    // A new product's stock is what its body says (absent: not tracked), also when its SKU has
-    // stock left from a deleted product.
+    // Stock lives with the SKU, and is set before the product goes on sale. A SKU with stock left
+    // from a deleted product keeps it unless the body gives another; the 201 says which.
     let stock = stock.flatten();
-    if stock.is_some() || state.engine.stock(&product.sku).await?.is_some() {
-        state.engine.set_stock(&product.sku, stock).await?;
+    let sku_free = state
+        .engine
+        .catalog()
+        .snapshot()
+        .get_by_sku(&draft.sku)
+        .is_none();
+    if stock.is_some() && sku_free {
+        state.engine.set_stock(&draft.sku, stock).await?;
     }
+    let product = state.engine.catalog().create(draft).await?;
+    let stock = match stock {
+        Some(stock) => Some(stock),
+        None => state.engine.stock(&product.sku).await?,
+    };
     Ok(HttpResponse::Created().json(ProductDto::new(&product, stock)))
 }
 
@@ -200,27 +211,33 @@ pub async fn update(
     user.require_admin()?;
     let b: ProductBody = body::json(&req, payload, state.body).await?;
     let (draft, stock) = b.into_draft()?;
-    let old_sku = state
-        .engine
-        .catalog()
-        .snapshot()
+    // Absent stock leaves it as it is; null stops tracking it. Stock lives with the SKU: a new
+    // SKU for a product whose stock is tracked needs the stock in the same body (else the
+    // product would go on sale without a limit), and it is set before the new SKU is on sale.
+    // Cancelled orders give stock back to their product's current SKU.
+    let catalog = state.engine.catalog().snapshot();
+    let renamed_from = catalog
         .get(&id)
-        .map(|p| p.sku.clone());
-    let product = state.engine.catalog().update(&id, draft).await?;
-    // Absent stock leaves it as it is; null stops tracking it. Stock lives with the SKU, so a
-    // product given a new SKU takes its stock along (else it would sell without a limit); the old
-    // SKU stops being tracked only once the new one is.
-    let renamed_from = old_sku.filter(|old| *old != product.sku);
-    let stock = match (stock, &renamed_from) {
-        (Some(stock), _) => Some(stock),
-        (None, Some(old)) => Some(state.engine.stock(old).await?),
-        (None, None) => None,
-    };
-    if let Some(stock) = stock {
-        state.engine.set_stock(&product.sku, stock).await?;
+        .map(|p| p.sku.clone())
+        .filter(|old| *old != draft.sku);
+    if let Some(old) = &renamed_from {
+        if stock.is_none() && state.engine.stock(old).await?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "stock_tracked",
+                format!(
+                    "the stock of this product is tracked under sku {old}: give \"stock\" with \
+                     the new sku (a number, or null to stop tracking it)"
+                ),
+            ));
+        }
+        if let (Some(stock), None) = (stock, catalog.get_by_sku(&draft.sku)) {
+            state.engine.set_stock(&draft.sku, stock).await?;
+        }
     }
-    if let Some(old) = renamed_from {
-        state.engine.set_stock(&old, None).await?;
+    let product = state.engine.catalog().update(&id, draft).await?;
+    if let (Some(stock), None) = (stock, &renamed_from) {
+        state.engine.set_stock(&product.sku, stock).await?;
     }
     let stock = state.engine.stock(&product.sku).await?;
     Ok(HttpResponse::Ok().json(ProductDto::new(&product, stock)))

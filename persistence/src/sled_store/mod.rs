@@ -255,22 +255,23 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pruning_walks_delivery_order_and_stops_at_the_first_young_entry() {
+    async fn pruning_walks_outbox_order_and_stops_at_the_first_young_entry() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        for id in ["old", "young", "old-but-behind"] {
+        for id in ["old", "from-the-future", "young", "old-but-behind"] {
             store.append(entry(id)).await.unwrap();
         }
         let records = store.pending(10).await.unwrap();
-        assert_eq!(records.len(), 3);
-        for (record, at) in records.iter().zip([10, 200, 20]) {
+        assert_eq!(records.len(), 4);
+        for (record, at) in records.iter().zip([10, u64::MAX, 200, 20]) {
             store
                 .mark_delivered(std::slice::from_ref(record), at)
                 .await
                 .unwrap();
         }
-        // Only "old": "young" stops the walk, and "old-but-behind" waits for it.
-        assert_eq!(store.prune_delivered(100).await, Ok(1));
+        // "old", and "from-the-future" (stamped before a clock was set back): "young" stops the
+        // walk, and "old-but-behind" waits for it.
+        assert_eq!(store.prune_delivered(100).await, Ok(2));
         assert_eq!(store.prune_delivered(100).await, Ok(0));
         assert_eq!(store.prune_delivered(201).await, Ok(2));
         assert_eq!(store.trees.delivered.len(), 0);

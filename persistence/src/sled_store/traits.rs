@@ -102,10 +102,16 @@ impl Outbox for SledStore {
 
     /// Runs on the writer thread, so it is bounded: it walks the delivered entries in outbox order
     /// (which is delivery order, but for a batch held back and delivered late), stops at the first
-    /// one delivered at or after `before_ms`, and removes at most [`PRUNE_BATCH`] per call. An
+    /// one delivered at or after `before_ms` (and not in the future), and removes at most
+    /// [`PRUNE_BATCH`] per call. An
     /// older entry behind a younger one waits for a later call; the relay calls every minute.
     /// (Before, every call read the whole delivered tree: a week of events at retention.)
     async fn prune_delivered(&self, before_ms: u64) -> Result<u64, Error> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(u64::MAX, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            });
         self.write(move |trees, ops| {
             let mut pruned = 0;
             for item in trees.delivered.iter() {
@@ -114,7 +120,8 @@ impl Outbox for SledStore {
                     .get(..8)
                     .and_then(|b| b.try_into().ok())
                     .map_or(0, u64::from_be_bytes);
-                if at >= before_ms || pruned == PRUNE_BATCH {
+                // A time in the future (the clock was set back since) does not stop the walk.
+                if (at >= before_ms && at <= now_ms) || pruned == PRUNE_BATCH {
                     break;
                 }
                 trees.delivered.remove(&key).map_err(storage)?;
