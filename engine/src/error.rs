@@ -23,6 +23,11 @@ pub enum Error {
     BadCredentials,
     #[error("a product with sku {0} already exists")]
     DuplicateSku(String),
+    #[error(
+        "the stock of this product is tracked under sku {sku}: give \"stock\" with the new sku \
+         (a number, or null to stop tracking it)"
+    )]
+    StockTracked { sku: String },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     #[error("shard {shard} is owned by node {owner}")]

@@ -110,6 +110,7 @@ impl From<EngineError> for ApiError {
             EngineError::EmailTaken => (S::CONFLICT, "email_taken"),
             EngineError::BadCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
             EngineError::DuplicateSku(_) => (S::CONFLICT, "duplicate_sku"),
+            EngineError::StockTracked { .. } => (S::CONFLICT, "stock_tracked"),
             EngineError::Invalid { .. } => (S::BAD_REQUEST, "invalid_input"),
             EngineError::NotOwner { .. }
             | EngineError::Fenced(_)

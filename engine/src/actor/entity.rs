@@ -261,7 +261,12 @@ async fn settle<B: Behaviour>(
     }
 }
 
-async fn load<B: Behaviour>(engine: &Engine, key: &str) -> Result<(B::State, u64), Error> {
+/// An entity's acknowledged state and version from the store (the default state, version 0, if
+/// it has none): what its actor activates from, and what code outside the actor may read.
+pub(crate) async fn load<B: Behaviour>(
+    engine: &Engine,
+    key: &str,
+) -> Result<(B::State, u64), Error> {
     let load = engine
         .stores()
         .snapshots

@@ -5,7 +5,7 @@
 mod entity;
 mod registry;
 
-pub(crate) use entity::Envelope;
+pub(crate) use entity::{load, Envelope};
 pub use registry::KindStats;
 pub(crate) use registry::Registry;
 

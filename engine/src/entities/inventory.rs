@@ -1,6 +1,7 @@
 //! Inventory entities: one actor per SKU owns its stock.
 
 use crate::actor::{Behaviour, Outcome, Registry, Step};
+use crate::catalog::{Product, ProductDraft};
 use crate::inventory::{InventoryCommand, InventoryState};
 use crate::{codec, Engine, Error};
 
@@ -85,5 +86,56 @@ impl Engine {
             Some(snapshot) => Ok(codec::decode::<InventoryState>(&snapshot.data)?.on_hand),
             None => Ok(None),
         }
+    }
+
+    /// Creates a product. Stock lives with the SKU and is set before the product goes on sale; a
+    /// SKU with stock left from a deleted product keeps it unless `stock` gives another. Returns
+    /// the product with the stock it now has.
+    pub async fn create_product(
+        &self,
+        draft: ProductDraft,
+        stock: Option<u64>,
+    ) -> Result<(Product, Option<u64>), Error> {
+        let sku_free = self.catalog().snapshot().get_by_sku(&draft.sku).is_none();
+        if stock.is_some() && sku_free {
+            self.set_stock(&draft.sku, stock).await?;
+        }
+        let product = self.catalog().create(draft).await?;
+        let stock = match stock {
+            Some(stock) => Some(stock),
+            None => self.stock(&product.sku).await?,
+        };
+        Ok((product, stock))
+    }
+
+    /// Updates a product; `stock` absent leaves it as it is, `Some(None)` stops tracking it. A
+    /// product whose stock is tracked changes SKU only with its stock given (else it would go on
+    /// sale without a limit: [`Error::StockTracked`]), set before the new SKU is on sale.
+    /// Cancelled orders give stock back to their product's current SKU.
+    pub async fn update_product(
+        &self,
+        id: &str,
+        draft: ProductDraft,
+        stock: Option<Option<u64>>,
+    ) -> Result<(Product, Option<u64>), Error> {
+        let catalog = self.catalog().snapshot();
+        let renamed_from = catalog
+            .get(id)
+            .map(|p| p.sku.clone())
+            .filter(|old| *old != draft.sku);
+        if let Some(old) = &renamed_from {
+            if stock.is_none() && self.stock(old).await?.is_some() {
+                return Err(Error::StockTracked { sku: old.clone() });
+            }
+            if let (Some(stock), None) = (stock, catalog.get_by_sku(&draft.sku)) {
+                self.set_stock(&draft.sku, stock).await?;
+            }
+        }
+        let product = self.catalog().update(id, draft).await?;
+        if let (Some(stock), None) = (stock, &renamed_from) {
+            self.set_stock(&product.sku, stock).await?;
+        }
+        let stock = self.stock(&product.sku).await?;
+        Ok((product, stock))
     }
 }

@@ -4,7 +4,7 @@
 use crate::actor::{Behaviour, Outcome, Registry, Step};
 use crate::clock::now_ms;
 use crate::user::{hash_password, normalise_email, verify_password, Role, UserAccount};
-use crate::{codec, Engine, Error};
+use crate::{Engine, Error};
 
 pub(crate) struct UserEntity;
 
@@ -108,15 +108,7 @@ impl Engine {
     /// acknowledged registration is there, and no actor is activated for an email that has no
     /// account (a login with made-up emails leaves nothing behind).
     async fn account(&self, email: &str) -> Result<Option<UserAccount>, Error> {
-        match self
-            .stores()
-            .snapshots
-            .load(UserEntity::KIND, email)
-            .await?
-        {
-            Some(snapshot) => codec::decode::<Option<UserAccount>>(&snapshot.data),
-            None => Ok(None),
-        }
+        Ok(crate::actor::load::<UserEntity>(self, email).await?.0)
     }
 
     /// Checks credentials; the same error for an unknown email and a wrong password.

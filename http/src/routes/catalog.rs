@@ -1,4 +1,3 @@
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use emporium_engine::catalog::{Product, ProductQuery, MAX_PAGE_SIZE};
 use emporium_engine::Engine;
@@ -181,23 +180,7 @@ pub async fn create(
     user.require_admin()?;
     let b: ProductBody = body::json(&req, payload, state.body).await?;
     let (draft, stock) = b.into_draft()?;
-    // Stock lives with the SKU, and is set before the product goes on sale. A SKU with stock left
-    // from a deleted product keeps it unless the body gives another; the 201 says which.
-    let stock = stock.flatten();
-    let sku_free = state
-        .engine
-        .catalog()
-        .snapshot()
-        .get_by_sku(&draft.sku)
-        .is_none();
-    if stock.is_some() && sku_free {
-        state.engine.set_stock(&draft.sku, stock).await?;
-    }
-    let product = state.engine.catalog().create(draft).await?;
-    let stock = match stock {
-        Some(stock) => Some(stock),
-        None => state.engine.stock(&product.sku).await?,
-    };
+    let (product, stock) = state.engine.create_product(draft, stock.flatten()).await?;
     Ok(HttpResponse::Created().json(ProductDto::new(&product, stock)))
 }
 
@@ -211,35 +194,7 @@ pub async fn update(
     user.require_admin()?;
     let b: ProductBody = body::json(&req, payload, state.body).await?;
     let (draft, stock) = b.into_draft()?;
-    // Absent stock leaves it as it is; null stops tracking it. Stock lives with the SKU: a new
-    // SKU for a product whose stock is tracked needs the stock in the same body (else the
-    // product would go on sale without a limit), and it is set before the new SKU is on sale.
-    // Cancelled orders give stock back to their product's current SKU.
-    let catalog = state.engine.catalog().snapshot();
-    let renamed_from = catalog
-        .get(&id)
-        .map(|p| p.sku.clone())
-        .filter(|old| *old != draft.sku);
-    if let Some(old) = &renamed_from {
-        if stock.is_none() && state.engine.stock(old).await?.is_some() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "stock_tracked",
-                format!(
-                    "the stock of this product is tracked under sku {old}: give \"stock\" with \
-                     the new sku (a number, or null to stop tracking it)"
-                ),
-            ));
-        }
-        if let (Some(stock), None) = (stock, catalog.get_by_sku(&draft.sku)) {
-            state.engine.set_stock(&draft.sku, stock).await?;
-        }
-    }
-    let product = state.engine.catalog().update(&id, draft).await?;
-    if let (Some(stock), None) = (stock, &renamed_from) {
-        state.engine.set_stock(&product.sku, stock).await?;
-    }
-    let stock = state.engine.stock(&product.sku).await?;
+    let (product, stock) = state.engine.update_product(&id, draft, stock).await?;
     Ok(HttpResponse::Ok().json(ProductDto::new(&product, stock)))
 }
 
