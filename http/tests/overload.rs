@@ -18,26 +18,19 @@ fn peak_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmHWM in {status}"))
 }
 
-/// One login with a wrong password over a connection of its own; the whole answer.
-fn wrong_login(port: u16) -> String {
-    let body = r#"{"email":"flo@example.com","password":"not-the-password"}"#;
-    login_over_fresh_connection(port, body)
+/// One login over a connection of its own; the whole answer, headers included.
+fn login_over_fresh_connection(port: u16, body: &str) -> String {
+    let json = [("Content-Type", "application/json")];
+    let path = "/api/users/login";
+    let raw = raw_exchange(port, "POST", path, &json, body.as_bytes().to_vec()).unwrap();
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
-fn login_over_fresh_connection(port: u16, body: &str) -> String {
-    use std::io::{Read, Write};
-    let request = format!(
-        "POST /api/users/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .unwrap();
-    conn.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    answer
+fn wrong_login(port: u16) -> String {
+    login_over_fresh_connection(
+        port,
+        r#"{"email":"flo@example.com","password":"not-the-password"}"#,
+    )
 }
 
 #[actix_rt::test]

@@ -328,33 +328,46 @@ impl Node {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<(u16, Value), String> {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.port,
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-        let w = std::thread::spawn(move || {
-            let _ = writer.write_all(head.as_bytes());
-            let _ = writer.write_all(&body);
-        });
-        let raw = read_all(&stream);
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-        let _ = w.join();
+        let raw = raw_exchange(self.port, method, path, headers, body)?;
         let (status, text) = parse_http_response(&raw)?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
+}
+
+/// One request on a connection of its own (`Connection: close`), written from another thread so
+/// a server that answers before reading the whole body is heard; the raw response bytes.
+/// Needs no `Node`, so threads can call it.
+pub fn raw_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    let w = std::thread::spawn(move || {
+        let _ = writer.write_all(head.as_bytes());
+        let _ = writer.write_all(&body);
+    });
+    let raw = read_all(&stream);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = w.join();
+    Ok(raw)
 }
 
 impl Drop for Node {
