@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use emporium_cluster::ShardMap;
+use emporium_cluster::{Ownership, ShardMap};
 use emporium_engine::catalog::ProductDraft;
 use emporium_engine::{CheckoutRequest, Engine, EngineOptions, Error};
 use emporium_persistence::{
@@ -92,7 +92,7 @@ async fn setup(stock: u64) -> (Engine, Arc<Faulty>) {
     };
     let engine = Engine::start(
         stores,
-        ShardMap::single_node(64).unwrap(),
+        Ownership::single_node(ShardMap::new(64).unwrap()),
         EngineOptions::default(),
     )
     .await

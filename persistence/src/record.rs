@@ -54,6 +54,8 @@ pub struct SnapshotWrite {
     pub owner: Option<String>,
     pub data: Vec<u8>,
     pub outbox: Vec<OutboxEntry>,
+    /// The writer's shard-ownership epoch (0 = unfenced, the single-node default).
+    pub epoch: u64,
 }
 
 /// Storage-level envelope of a snapshot. `format` is bumped (and a decoder added) whenever the
