@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, instrument, warn};
 
-use crate::identity::ordinal_from_hostname;
+use crate::identity::{ordinal_from_hostname, statefulset_name};
 
 /// With no SRV records, ordinals are probed one by one; this many misses in a row past the
 /// highest ordinal found end the scan (a pod or two in the middle may be restarting).
@@ -127,9 +127,10 @@ impl Discovery {
     }
 
     /// Re-resolves every `refresh` in a task of the current tokio runtime (so call it inside
-    /// one) and publishes each new view; the first is published as soon as it is resolved, and
-    /// until then the view is empty. A failed round keeps the last good view. The task ends
-    /// when every receiver is dropped.
+    /// one) and publishes each view that differs from the last. Until the first answer the view
+    /// is empty and unmarked; the first answer is always marked changed, even when empty, so
+    /// `changed().await` tells "no peers" from "not asked yet". A failed round keeps the last
+    /// good view. The task ends when every receiver is dropped.
     pub fn spawn_refresh(self) -> watch::Receiver<BTreeMap<u32, SocketAddr>> {
         let (tx, rx) = watch::channel(BTreeMap::new());
         tokio::spawn(self.refresh_loop(tx));
@@ -141,6 +142,7 @@ impl Discovery {
         let mut ticks = tokio::time::interval(self.options.refresh);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut answered = false;
         loop {
             tokio::select! {
                 _ = tx.closed() => return,
@@ -156,8 +158,10 @@ impl Discovery {
                         info!(members = view.len(), "peer lookup works again");
                         failing = false;
                     }
+                    let first = !answered;
+                    answered = true;
                     tx.send_if_modified(|current| {
-                        if *current == view {
+                        if *current == view && !first {
                             return false;
                         }
                         info!(members = ?view, "peer set changed");
@@ -178,15 +182,13 @@ impl Discovery {
         let mut targets: Vec<(u16, u32, u16, &Name)> = records
             .iter()
             .filter_map(|record| match &record.data {
-                RData::SRV(srv) if record.name == self.srv => {
-                    match ordinal_from_hostname(&srv.target.to_ascii()) {
-                        Some(ordinal) => Some((srv.priority, ordinal, srv.port, &srv.target)),
-                        None => {
-                            debug!(target = %srv.target, "SRV target is not a StatefulSet pod; ignored");
-                            None
-                        }
+                RData::SRV(srv) if record.name == self.srv => match self.pod_ordinal(&srv.target) {
+                    Some(ordinal) => Some((srv.priority, ordinal, srv.port, &srv.target)),
+                    None => {
+                        debug!(target = %srv.target, "SRV target is not a pod of our StatefulSet; ignored");
+                        None
                     }
-                }
+                },
                 _ => None,
             })
             .collect();
@@ -208,6 +210,16 @@ impl Discovery {
             }
         }
         Ok(view)
+    }
+
+    /// The ordinal of `<statefulset>-N.…`; `None` for any other name (pods of other workloads
+    /// behind the same service are named after their IP, e.g. `10-1-2-3`, which would otherwise
+    /// read as ordinal 3).
+    fn pod_ordinal(&self, target: &Name) -> Option<u32> {
+        let target = target.to_ascii();
+        let ours = statefulset_name(&target)
+            .is_some_and(|name| name.eq_ignore_ascii_case(&self.options.statefulset));
+        ours.then(|| ordinal_from_hostname(&target)).flatten()
     }
 
     /// The name's IPv4 address; `None` while it has no A record (a pod that is not ready).

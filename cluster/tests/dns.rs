@@ -75,6 +75,17 @@ async fn srv_records_give_each_ordinal_its_address_and_port() {
 }
 
 #[tokio::test]
+async fn srv_targets_that_are_not_pods_of_the_statefulset_are_ignored() {
+    let dns = TestDns::start(ZONE).unwrap();
+    // Named like pods without a StatefulSet hostname (their IP, dashed): "10-0-0-1" must not be
+    // read as ordinal 1 of StatefulSet "10-0-0".
+    dns.set_pods(SERVICE, "10-0-0", 7070, &[(1, pod(11))])
+        .unwrap();
+    let discovery = Discovery::new(options(&dns, Duration::from_secs(1))).unwrap();
+    assert_eq!(discovery.resolve_once().await.unwrap(), BTreeMap::new());
+}
+
+#[tokio::test]
 async fn a_service_with_no_records_has_no_members() {
     let dns = TestDns::start(ZONE).unwrap();
     let discovery = Discovery::new(options(&dns, Duration::from_secs(1))).unwrap();
@@ -170,6 +181,17 @@ async fn pods_added_moved_and_removed_are_seen_by_the_refresh_loop() {
         seen_after < Duration::from_secs(2),
         "a scale-up took {seen_after:?} to be seen with a 100 ms refresh"
     );
+}
+
+#[tokio::test]
+async fn the_first_answer_is_announced_even_when_there_are_no_peers() {
+    let dns = TestDns::start(ZONE).unwrap();
+    let mut rx = Discovery::new(options(&dns, Duration::from_millis(100)))
+        .unwrap()
+        .spawn_refresh();
+    let announced = timeout(DEADLINE, rx.changed()).await;
+    assert!(matches!(announced, Ok(Ok(()))), "{announced:?}");
+    assert_eq!(*rx.borrow(), BTreeMap::new());
 }
 
 #[tokio::test]
