@@ -86,6 +86,14 @@ impl From<emporium_persistence::Error> for Error {
         use emporium_persistence::Error as P;
         match e {
             P::Conflict { kind, key, .. } => Self::Fenced(format!("{kind} {key}")),
+            P::Fenced {
+                kind,
+                key,
+                epoch,
+                found_epoch,
+            } => Self::Fenced(format!(
+                "{kind} {key}: shard epoch {epoch} is older than the stored {found_epoch}"
+            )),
             P::Duplicate { value, .. } => Self::DuplicateSku(value),
             P::NotFound { what, value } => Self::NotFound { what, id: value },
             P::Unavailable(m) => Self::Unavailable(m),

@@ -89,6 +89,7 @@ async fn setup(stock: u64) -> (Engine, Arc<Faulty>) {
         snapshots: faulty.clone(),
         outbox: memory.clone(),
         catalog: memory,
+        leases: None,
     };
     let engine = Engine::start(
         stores,

@@ -251,6 +251,7 @@ async fn settle<B: Behaviour>(
         kind: B::KIND,
         key: key.clone(),
         expected: version,
+        epoch: 0,
         owner: B::owner(&new_state),
         data,
         outbox: outcome.outbox,
