@@ -60,8 +60,6 @@ pub struct SnapshotWrite {
     pub owner: Option<String>,
     pub data: Vec<u8>,
     pub outbox: Vec<OutboxEntry>,
-    /// The writer's shard-ownership epoch (0 = unfenced, the single-node default).
-    pub epoch: u64,
 }
 
 /// A node generation as the shared store knows it.

@@ -46,7 +46,6 @@ async fn sled_keeps_acknowledged_writes_across_reopen() {
                 owner: None,
                 data: vec![i as u8],
                 outbox: vec![],
-                epoch: 0,
             };
             assert_eq!(store.save(w).await, Ok(1));
         }

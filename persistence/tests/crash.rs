@@ -28,7 +28,6 @@ fn write(i: u64, expected: u64) -> SnapshotWrite {
             payload: vec![1],
             created_at_ms: i,
         }],
-        epoch: 0,
     }
 }
 

@@ -74,7 +74,6 @@ fn write(key: &str, expected: u64, data: &[u8]) -> SnapshotWrite {
         owner: Some("ann".into()),
         data: data.to_vec(),
         outbox: Vec::new(),
-        epoch: 0,
     }
 }
 

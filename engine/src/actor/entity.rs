@@ -251,11 +251,10 @@ async fn settle<B: Behaviour>(
         kind: B::KIND,
         key: key.clone(),
         expected: version,
-        epoch: 0,
+        epoch: fence.epoch.0,
         owner: B::owner(&new_state),
         data,
         outbox: outcome.outbox,
-        epoch: fence.epoch.0,
     };
     let has_events = !write.outbox.is_empty();
     let save = engine

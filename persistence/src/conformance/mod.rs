@@ -24,7 +24,6 @@ fn write(key: &str, expected: u64, data: &[u8]) -> SnapshotWrite {
         owner: None,
         data: data.to_vec(),
         outbox: Vec::new(),
-        epoch: 0,
     }
 }
 

@@ -158,7 +158,6 @@ impl SnapshotStore for MongoStore {
                 owner,
                 data,
                 outbox,
-                epoch: _,
             } = write;
             let id = doc_id(kind, &key);
             let version = expected.saturating_add(1);

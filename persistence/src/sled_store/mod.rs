@@ -331,7 +331,6 @@ mod tests {
             owner: None,
             data: vec![7, 8, 9],
             outbox: Vec::new(),
-            epoch: 0,
         };
         assert_eq!(store.save(write).await, Ok(1));
         let data = |s: Option<crate::Snapshot>| s.map(|s| (s.version, s.data));

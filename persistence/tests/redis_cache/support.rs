@@ -74,7 +74,6 @@ pub fn write(kind: &'static str, key: &str, expected: u64, data: &[u8]) -> Snaps
         owner: Some("owner@example.com".into()),
         data: data.to_vec(),
         outbox: vec![],
-        epoch: 0,
     }
 }
 
