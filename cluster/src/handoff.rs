@@ -43,6 +43,8 @@ pub enum Event {
     Drained,
     /// This node's claim lapsed (it was paused, or could not renew its lease).
     LeaseLapsed,
+    /// The transfer could not be written (the store did not answer): serve the shard again.
+    TransferFailed,
 }
 
 /// What the control loop must do after a transition.
@@ -138,6 +140,10 @@ pub fn step(me: NodeId, state: ShardState, event: Event) -> (ShardState, Option<
             ShardState::Draining { to, .. } => (state, Some(Action::Transfer { to })),
             _ => (state, None),
         },
+        Event::TransferFailed => match state {
+            ShardState::Draining { epoch, .. } => (ShardState::Serving { epoch }, None),
+            _ => (state, None),
+        },
         Event::LeaseLapsed if state.is_mine() => (ShardState::Unknown, Some(Action::Passivate)),
         Event::LeaseLapsed => (state, None),
     }
@@ -210,6 +216,22 @@ mod tests {
         assert_eq!(remote.route(true), Route::Forward(2));
         assert_eq!(a, Some(Action::Passivate));
         assert!(!remote.may_write(Epoch(5), true));
+    }
+
+    #[test]
+    fn a_transfer_that_could_not_be_written_serves_the_shard_again() {
+        let draining = ShardState::Draining {
+            epoch: Epoch(5),
+            to: Some(OTHER),
+        };
+        let (s, a) = step(ME, draining, Event::TransferFailed);
+        assert_eq!(s, ShardState::Serving { epoch: Epoch(5) });
+        assert_eq!(a, None);
+        let remote = ShardState::Remote {
+            owner: 2,
+            epoch: Epoch(5),
+        };
+        assert_eq!(step(ME, remote, Event::TransferFailed), (remote, None));
     }
 
     #[test]
