@@ -2,11 +2,11 @@
 //! owns, and how it is told about ownership and membership changes.
 //!
 //! One persistent TCP connection per pair of nodes, opened lazily and authenticated once with
-//! the cluster secret (challenge-response, [`auth`]), then many calls multiplexed over it by
-//! request id ([`frame`]), with the messages of [`crate::wire`] inside. Everything that can fail
-//! is a [`PeerError`] that says whether a retry is safe; every bound (connect, handshake, reply,
-//! in-flight per peer and per connection, frame size) answers with an error instead of a hang or
-//! an unbounded queue.
+//! the cluster secret (challenge-response, see `auth.rs`), then many calls multiplexed over it
+//! by request id (see `frame.rs`), with the messages of [`crate::wire`] inside. Everything that
+//! can fail is a [`PeerError`] that says whether a retry is safe; every bound (connect,
+//! handshake, reply, in-flight per peer and per connection, frame size) answers with an error
+//! instead of a hang or an unbounded queue.
 //!
 //! Deliberately not here: which node to call (placement), what to do with a request (the engine's
 //! handler), retries (the caller knows whether its command is idempotent), and TLS.
