@@ -90,7 +90,7 @@ impl NodeRecord {
 }
 
 /// One generation of one node: what a shard's owner is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeRef {
     pub ordinal: u32,
     pub generation: u64,
