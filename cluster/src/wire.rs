@@ -33,7 +33,8 @@ pub struct Forwarded {
     pub kind: String,
     pub key: String,
     pub shard: u32,
-    /// The shard epoch the sender routed by; the receiver fences a stale one.
+    /// The shard epoch the sender saw for the owner (0: not known); informational, since the
+    /// owner admits the command under its own, current epoch.
     pub epoch: u64,
     /// How many times this command has been forwarded already, so a routing loop ends.
     pub hops: u8,

@@ -73,7 +73,7 @@ async fn open_mongo(uri: &str) -> anyhow::Result<Backends> {
     let database = store.database_name().to_owned();
     tracing::info!(%database, "store: MongoDB-compatible");
     Ok(Backends {
-        stores: Stores::from_backend(Arc::new(store)),
+        stores: Stores::from_shared_backend(Arc::new(store)),
         database: Some(database),
         commits: None,
         cache: None,

@@ -3,11 +3,21 @@
 //! routes through, the member's control loop, the peer listener (forwarded commands and
 //! ownership news) and the forwarder the engine sends through.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_cluster::{HoldOptions, Ownership, ShardMap};
+use anyhow::Context as _;
+use emporium_cluster::{
+    Discovery, DnsOptions, Forward, ForwardError, ForwardFuture, Forwarded, Forwarder, HoldOptions,
+    Node, NodeOptions, Ownership, PeerClient, PeerHandler, PeerReply, PeerRequest, PeerServer,
+    PeerServerOptions, PeerServerStop, PeerStats, ShardHost, ShardId, ShardMap,
+};
+use emporium_engine::Engine;
+use emporium_persistence::Leases;
+use tokio::sync::watch;
 
 use crate::config::{Config, StoreKind};
 
@@ -162,6 +172,156 @@ pub fn ownership(config: &Config, settings: Option<&Settings>) -> anyhow::Result
         None => Ownership::single_node(map),
         Some(s) => Ownership::cluster(map, s.ordinal, HoldOptions::default()),
     })
+}
+
+/// How often the headless service is re-resolved.
+const DNS_REFRESH: Duration = Duration::from_secs(2);
+
+/// A running member: its control loop, and its peer listener's stop and counters.
+pub struct Member {
+    pub node: Node,
+    pub peer_stop: PeerServerStop,
+    pub peer_server: Arc<PeerStats>,
+    /// Keeps a static peer list's channel open (its receivers end when it is dropped).
+    _peers: Option<watch::Sender<BTreeMap<u32, SocketAddr>>>,
+}
+
+/// Joins the cluster: starts discovery, registers this node's generation, serves the peer port
+/// and gives the engine its forwarder. Runs on the actix main arbiter (peer handlers activate
+/// actors, which are not `Send`).
+pub async fn join(
+    settings: &Settings,
+    engine: &Engine,
+    leases: Arc<dyn Leases>,
+) -> anyhow::Result<Member> {
+    let (discovery, keep) = match &settings.peers {
+        Peers::Static(map) => {
+            let (tx, rx) = watch::channel(map.clone());
+            (rx, Some(tx))
+        }
+        Peers::Dns {
+            service,
+            statefulset,
+            port,
+            nameserver,
+        } => {
+            let discovery = Discovery::new(DnsOptions {
+                service: service.clone(),
+                statefulset: statefulset.clone(),
+                default_port: *port,
+                nameserver: *nameserver,
+                refresh: DNS_REFRESH,
+            })
+            .map_err(|e| anyhow::anyhow!("peer_dns: {e}"))?;
+            (discovery.spawn_refresh(), None)
+        }
+    };
+    let options = NodeOptions {
+        ordinal: settings.ordinal,
+        advertise: settings.advertise.clone(),
+        secret: settings.secret.as_bytes().to_vec(),
+        claim_ttl: settings.claim_ttl,
+        reconcile_every: Duration::from_millis(250),
+        drain_bound: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+    };
+    let host = Arc::new(EngineHost(engine.clone()));
+    let node = Node::start(options, engine.ownership().clone(), leases, host, discovery)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
+    engine.set_forwarder(Arc::new(PeerForwarder(node.client().clone())));
+    let handler: PeerHandler = {
+        let (engine, node) = (engine.clone(), node.clone());
+        Rc::new(move |_origin, request| {
+            let (engine, node) = (engine.clone(), node.clone());
+            Box::pin(async move { Ok(serve(&engine, &node, request).await) })
+        })
+    };
+    let server = PeerServer::bind(
+        settings.peer_listen,
+        PeerServerOptions {
+            secret: settings.secret.as_bytes().to_vec(),
+            max_in_flight_per_conn: 4096,
+        },
+        handler,
+    )
+    .await
+    .with_context(|| format!("cannot listen for peers on {}", settings.peer_listen))?;
+    let peer_stop = server.stop_handle();
+    let peer_server = server.stats().clone();
+    actix_web::rt::spawn(server.run());
+    tracing::info!(ordinal = settings.ordinal, peer_listen = %settings.peer_listen,
+        advertise = %settings.advertise, "joined the cluster");
+    Ok(Member {
+        node,
+        peer_stop,
+        peer_server,
+        _peers: keep,
+    })
+}
+
+/// One request from a peer.
+async fn serve(engine: &Engine, node: &Node, request: PeerRequest) -> PeerReply {
+    match request {
+        PeerRequest::Forward(f) => PeerReply::Reply(
+            engine
+                .serve_forwarded(&f.kind, &f.key, ShardId(f.shard), f.hops, &f.command)
+                .await,
+        ),
+        PeerRequest::Notify(notice) => {
+            node.on_notice(notice);
+            PeerReply::Ack
+        }
+        PeerRequest::Ping => PeerReply::Pong,
+    }
+}
+
+/// The engine, as the cluster sees it: a place whose actors a handoff drops.
+struct EngineHost(Engine);
+
+impl ShardHost for EngineHost {
+    fn passivate(&self, shards: &HashSet<ShardId>) {
+        let n = self.0.passivate_shards(shards);
+        tracing::debug!(
+            shards = shards.len(),
+            actors = n,
+            "passivated the actors of departing shards"
+        );
+    }
+}
+
+/// Sends the engine's forwarded commands over the peer link.
+struct PeerForwarder(PeerClient);
+
+impl Forwarder for PeerForwarder {
+    fn forward(&self, owner: u32, request: Forward) -> ForwardFuture {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let request = PeerRequest::Forward(Forwarded {
+                kind: request.kind.to_owned(),
+                key: request.key,
+                shard: request.shard.0,
+                epoch: 0,
+                hops: request.hops,
+                command: request.command,
+            });
+            match client.call(owner, &request).await {
+                Ok(PeerReply::Reply(bytes)) => Ok(bytes),
+                Ok(other) => Err(ForwardError::Unknown {
+                    owner,
+                    reason: format!("unexpected reply {other:?}"),
+                }),
+                Err(e) if e.is_safe_to_retry() => Err(ForwardError::NotSent {
+                    owner,
+                    reason: e.to_string(),
+                }),
+                Err(e) => Err(ForwardError::Unknown {
+                    owner,
+                    reason: e.to_string(),
+                }),
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -43,4 +43,10 @@ pub struct AppState {
     pub cache: Option<Arc<emporium_persistence::CacheStats>>,
     /// How large a request body may be, and how long it may take to arrive.
     pub body: body::Limits,
+    /// This node's cluster membership (`None` on one node).
+    pub node: Option<emporium_cluster::Node>,
+    /// Counters of the peer listener (cluster mode).
+    pub peer_server: Option<Arc<emporium_cluster::PeerStats>>,
+    /// Set at SIGTERM: `/readyz` answers 503 so the load balancer stops sending here.
+    pub draining: std::sync::atomic::AtomicBool,
 }

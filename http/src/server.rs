@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
-use emporium_cluster::{Ownership, ShardMap};
 use emporium_engine::catalog::ProductDraft;
 use emporium_engine::{Engine, EngineOptions, Relay};
 use emporium_persistence::Stores;
@@ -62,16 +61,19 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-async fn start_engine(config: &Config, stores: Stores) -> anyhow::Result<Engine> {
+async fn start_engine(
+    config: &Config,
+    stores: Stores,
+    settings: Option<&crate::cluster::Settings>,
+) -> anyhow::Result<Engine> {
     let options = EngineOptions {
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
         max_active_actors: config.max_active_actors,
         currency: config.currency.clone(),
         admin_emails: config.admin_emails.clone(),
     };
-    let map =
-        Ownership::single_node(ShardMap::new(config.shards).map_err(|e| anyhow::anyhow!("{e}"))?);
-    Engine::start(stores, map, options)
+    let ownership = crate::cluster::ownership(config, settings)?;
+    Engine::start(stores, ownership, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the engine: {e}"))
 }
@@ -118,7 +120,16 @@ pub async fn import_file(config: Config, file: &Path) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("product #{}: {e}", i + 1))?;
         products.push((draft, stock));
     }
-    let engine = start_engine(&config, crate::backends::open_stores(&config).await?.stores).await?;
+    if crate::cluster::Settings::from_config(&config)
+        .map_err(anyhow::Error::msg)?
+        .is_some()
+    {
+        anyhow::bail!(
+            "catalog import runs against one node's store: unset the cluster settings, or import              through the API of any node of the cluster"
+        );
+    }
+    let stores = crate::backends::open_stores(&config).await?.stores;
+    let engine = start_engine(&config, stores, None).await?;
     let (created, updated) = import_products(&engine, products).await?;
     println!(
         "imported {} products: {created} created, {updated} updated",
@@ -131,7 +142,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr().map_err(anyhow::Error::msg)?;
     let secret = jwt_secret(&config)?;
     let backends = crate::backends::open_stores(&config).await?;
-    let engine = start_engine(&config, backends.stores.clone()).await?;
+    let settings = crate::cluster::Settings::from_config(&config).map_err(anyhow::Error::msg)?;
+    let engine = start_engine(&config, backends.stores.clone(), settings.as_ref()).await?;
+    let member = match (&settings, &backends.stores.leases) {
+        (Some(settings), Some(leases)) => {
+            Some(crate::cluster::join(settings, &engine, leases.clone()).await?)
+        }
+        (Some(_), None) => anyhow::bail!("a cluster needs a shared store with shard leases"),
+        (None, _) => None,
+    };
     if config.demo_catalog && engine.catalog().snapshot().all().is_empty() {
         let demo = emporium_engine::demo::demo_catalog()
             .into_iter()
@@ -168,6 +187,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         engine: engine.clone(),
         auth: Auth::new(secret.as_bytes(), config.token_ttl_secs),
         metrics: Metrics::new()?,
+        node: member.as_ref().map(|m| m.node.clone()),
+        peer_server: member.as_ref().map(|m| m.peer_server.clone()),
+        draining: std::sync::atomic::AtomicBool::new(false),
         relay: relay.stats(),
         sink,
         store_name: backends.store_name(),
@@ -188,6 +210,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.workers
     };
     let origins = config.cors_origins.clone();
+    let shutting = state.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -208,14 +231,70 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let handle = server.handle();
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     actix_web::rt::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new work, draining in-flight requests");
-        engine.stop_serving();
-        actix_web::rt::time::sleep(grace).await;
+        let superseded = async {
+            match &member {
+                Some(m) => m.node.superseded().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = superseded => tracing::error!("another process took this node's ordinal; stopping"),
+        }
+        shutdown(&engine, &shutting, member.as_ref(), grace).await;
         handle.stop(true).await;
+        if let Some(m) = &member {
+            m.peer_stop.stop();
+        }
     });
     server.await.context("http server failed")
 }
+
+/// The shutdown sequence. One node: unready, no new commands, then the listener closes after the
+/// grace period. A cluster member: unready at once (the load balancer stops sending), still
+/// serving for the grace period, then hands every shard to its stand-in (new commands for them
+/// are held and forwarded to the new owners) before the listeners close.
+async fn shutdown(
+    engine: &Engine,
+    state: &web::Data<AppState>,
+    member: Option<&crate::cluster::Member>,
+    grace: Duration,
+) {
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    let Some(member) = member else {
+        tracing::info!("shutting down: no new work, draining in-flight requests");
+        engine.stop_serving();
+        actix_web::rt::time::sleep(grace).await;
+        return;
+    };
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: unready, serving through the grace period"
+    );
+    actix_web::rt::time::sleep(grace).await;
+    let started = std::time::Instant::now();
+    let handed_off = member.node.leave(HANDOFF_BOUND).await;
+    tracing::info!(
+        handed_off,
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "left the cluster; answering what is still in flight"
+    );
+    // Requests held during the handoff go to the new owners now; let them, and commands peers
+    // forwarded here, finish.
+    let held = &engine.ownership().stats().held_now;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while held.load(std::sync::atomic::Ordering::Acquire) > 0
+        && std::time::Instant::now() < deadline
+    {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// How long a leaving node waits for its shards to be handed off.
+const HANDOFF_BOUND: Duration = Duration::from_secs(30);
 
 /// CORS for the configured origins (validated at start): the storefront's methods and the headers
 /// it sends; `Retry-After` readable by scripts. A request from another origin is still served

@@ -3,6 +3,7 @@
 
 mod cart;
 mod catalog;
+mod cluster;
 mod ops;
 mod orders;
 mod users;
@@ -65,6 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(ops::healthz)))
         .service(resource("/readyz").route(web::get().to(ops::readyz)))
         .service(resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(resource("/admin/cluster").route(web::get().to(cluster::status)))
         .service(
             web::scope("/api")
                 .service(cart)

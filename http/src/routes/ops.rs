@@ -38,7 +38,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         )
         .to_response();
     }
-    if state.engine.is_serving() {
+    if state.engine.is_serving() && super::cluster::ready(&state) {
         HttpResponse::Ok().json(json!({
             "status": "ready",
             "store": state.store_name,
@@ -149,6 +149,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             seconds(&c.checkpoint_micros),
         );
     }
+    super::cluster::render_metrics(&state, &mut out);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
