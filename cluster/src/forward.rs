@@ -35,4 +35,10 @@ pub type ForwardFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, ForwardErro
 pub trait Forwarder: Send + Sync + 'static {
     /// Sends `request` to node `owner` and resolves to its encoded reply.
     fn forward(&self, owner: u32, request: Forward) -> ForwardFuture;
+
+    /// Tells the other nodes that the catalog changed; resolves once they took the news (or a
+    /// short bound passed: they also re-read it periodically).
+    fn catalog_changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async {})
+    }
 }

@@ -190,6 +190,7 @@ impl Node {
             Notice::Membership { .. } => {
                 self.0.reread.store(true, Ordering::Release);
             }
+            Notice::Catalog => return,
         }
         self.nudge();
     }
@@ -522,7 +523,7 @@ impl Node {
 
     /// Sends `request` to every discovered peer, concurrently, each bounded by the request
     /// timeout. News is best effort: peers also re-read the store.
-    async fn broadcast(&self, request: PeerRequest) {
+    pub async fn broadcast(&self, request: PeerRequest) {
         let peers: Vec<u32> = self
             .lock_known()
             .discovered

@@ -54,6 +54,9 @@ pub enum Notice {
         generation: u64,
         leaving: bool,
     },
+    /// A product was written: re-read the catalog now rather than at the next periodic refresh,
+    /// so the next request on any node sees it. (Appended: the variants before keep their tags.)
+    Catalog,
 }
 
 /// One shard's new owner (`None` while it is in motion), with the owner's generation and the

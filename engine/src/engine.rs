@@ -233,6 +233,15 @@ impl Engine {
                                 "node {owner}, which owns this entity, cannot be reached"
                             )))
                         }
+                        // The node it reached did not own the shard either (its table was behind
+                        // a handoff): look again once the tables have caught up.
+                        Ok(Err(Error::NotOwner { .. })) if !retried => {
+                            retried = true;
+                            self.inner
+                                .ownership
+                                .changed_within(Duration::from_millis(500))
+                                .await;
+                        }
                         Ok(reply) => return reply,
                     }
                 }

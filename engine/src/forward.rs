@@ -13,7 +13,7 @@ use crate::{codec, Engine, Error};
 
 /// A command forwarded at most this many times (a table one change behind sends it one node too
 /// far; more means the tables disagree, and the caller gets a retryable error).
-const MAX_HOPS: u8 = 2;
+const MAX_HOPS: u8 = 3;
 
 /// Forwarding counters, for `/metrics`.
 #[derive(Debug, Default)]
@@ -77,6 +77,13 @@ impl Engine {
                 stats.unknown.fetch_add(1, Ordering::Relaxed);
                 Ok(Err(Error::Unavailable(e.to_string())))
             }
+        }
+    }
+
+    /// Tells the other nodes (if any) that the catalog changed, so their next request sees it.
+    pub async fn announce_catalog(&self) {
+        if let Some(forwarder) = self.inner().forwarder.get() {
+            forwarder.catalog_changed().await;
         }
     }
 

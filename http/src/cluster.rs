@@ -4,7 +4,9 @@
 //! ownership news) and the forwarder the engine sends through.
 
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use emporium_cluster::{
     Discovery, DnsOptions, Forward, ForwardError, ForwardFuture, Forwarded, Forwarder, HoldOptions,
-    Node, NodeOptions, Ownership, PeerClient, PeerHandler, PeerReply, PeerRequest, PeerServer,
+    Node, NodeOptions, Notice, Ownership, PeerHandler, PeerReply, PeerRequest, PeerServer,
     PeerServerOptions, PeerServerStop, PeerStats, ShardHost, ShardId, ShardMap,
 };
 use emporium_engine::Engine;
@@ -229,7 +231,7 @@ pub async fn join(
     let node = Node::start(options, engine.ownership().clone(), leases, host, discovery)
         .await
         .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
-    engine.set_forwarder(Arc::new(PeerForwarder(node.client().clone())));
+    engine.set_forwarder(Arc::new(PeerForwarder(node.clone())));
     let handler: PeerHandler = {
         let (engine, node) = (engine.clone(), node.clone());
         Rc::new(move |_origin, request| {
@@ -268,6 +270,12 @@ async fn serve(engine: &Engine, node: &Node, request: PeerRequest) -> PeerReply 
                 .serve_forwarded(&f.kind, &f.key, ShardId(f.shard), f.hops, &f.command)
                 .await,
         ),
+        PeerRequest::Notify(Notice::Catalog) => {
+            if let Err(e) = engine.catalog().refresh().await {
+                tracing::warn!(error = %e, "re-reading the catalog a peer changed failed");
+            }
+            PeerReply::Ack
+        }
         PeerRequest::Notify(notice) => {
             node.on_notice(notice);
             PeerReply::Ack
@@ -290,12 +298,17 @@ impl ShardHost for EngineHost {
     }
 }
 
-/// Sends the engine's forwarded commands over the peer link.
-struct PeerForwarder(PeerClient);
+/// Sends the engine's forwarded commands, and its catalog news, over the peer link.
+struct PeerForwarder(Node);
 
 impl Forwarder for PeerForwarder {
+    fn catalog_changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let node = self.0.clone();
+        Box::pin(async move { node.broadcast(PeerRequest::Notify(Notice::Catalog)).await })
+    }
+
     fn forward(&self, owner: u32, request: Forward) -> ForwardFuture {
-        let client = self.0.clone();
+        let client = self.0.client().clone();
         Box::pin(async move {
             let request = PeerRequest::Forward(Forwarded {
                 kind: request.kind.to_owned(),

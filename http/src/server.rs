@@ -85,6 +85,7 @@ pub async fn import_products(
 ) -> anyhow::Result<(usize, usize)> {
     let (drafts, stocks): (Vec<_>, Vec<_>) = products.into_iter().unzip();
     let written = engine.catalog().upsert_many(drafts).await?;
+    engine.announce_catalog().await;
     let created = written.iter().filter(|(_, created)| *created).count();
     for ((product, _), stock) in written.iter().zip(stocks) {
         if let Some(stock) = stock {

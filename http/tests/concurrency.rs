@@ -6,10 +6,39 @@ mod common;
 use std::collections::BTreeMap;
 
 use awc::http::Method;
+use common::cluster::{ClusterOpts, TestCluster};
 use common::*;
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
+
+/// The same three properties on a three-node cluster, every request sent through a load
+/// balancer to a random node: commands reach each entity's owner wherever it is.
+#[actix_rt::test]
+async fn a_three_node_cluster_counts_every_add_never_oversells_and_keeps_checkout_idempotent() {
+    let cluster = TestCluster::start(3, ClusterOpts::default());
+    let lb = cluster.lb();
+    concurrent_adds_to_one_cart_are_all_counted_against(&lb).await;
+    fifty_buyers_ten_in_stock_no_overselling_against(&lb).await;
+    idempotency_key_returns_the_same_order_against(&lb).await;
+    let forwarded: f64 = cluster
+        .nodes
+        .values()
+        .map(|n| {
+            let (_, text) = blocking_get_at(n.host(), n.port(), "/metrics").unwrap();
+            metric(
+                &text,
+                "emporium_cluster_forwarded_total",
+                &[("outcome", "served")],
+            )
+            .unwrap_or(0.0)
+        })
+        .sum();
+    assert!(
+        forwarded > 100.0,
+        "commands were not spread over the nodes: {forwarded} forwarded"
+    );
+}
 
 fn node(real: bool) -> Node {
     let opts = NodeOpts::new().demo_catalog(false);
@@ -42,7 +71,10 @@ async fn concurrent_adds_to_one_cart_are_all_counted_on_real_backends() {
 }
 
 async fn concurrent_adds_to_one_cart_are_all_counted_on(real: bool) {
-    let node = node(real);
+    concurrent_adds_to_one_cart_are_all_counted_against(&node(real)).await;
+}
+
+async fn concurrent_adds_to_one_cart_are_all_counted_against(node: &Node) {
     let admin = admin_token(&node).await;
     let p = create_product(&node, &admin, "Hot Item", "HOT-1", 2.25, Some(1000)).await;
     let user = register(&node, "carol", "carol@example.com", PASSWORD).await;
@@ -84,7 +116,10 @@ async fn fifty_buyers_ten_in_stock_no_overselling_on_real_backends() {
 }
 
 async fn fifty_buyers_ten_in_stock_no_overselling_on(real: bool) {
-    let node = node(real);
+    fifty_buyers_ten_in_stock_no_overselling_against(&node(real)).await;
+}
+
+async fn fifty_buyers_ten_in_stock_no_overselling_against(node: &Node) {
     let admin = admin_token(&node).await;
     create_product(&node, &admin, "Scarce Widget", "SCARCE-10", 9.99, Some(10)).await;
     let buyers = register_many(&node, 50).await;
@@ -182,7 +217,10 @@ async fn idempotency_key_returns_the_same_order_on_real_backends() {
 }
 
 async fn idempotency_key_returns_the_same_order_on(real: bool) {
-    let node = node(real);
+    idempotency_key_returns_the_same_order_against(&node(real)).await;
+}
+
+async fn idempotency_key_returns_the_same_order_against(node: &Node) {
     let admin = admin_token(&node).await;
     create_product(&node, &admin, "Idem Thing", "IDEM-1", 5.0, Some(100)).await;
     let dave = register(&node, "dave", "dave@example.com", PASSWORD).await;

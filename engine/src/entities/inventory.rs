@@ -101,11 +101,19 @@ impl Engine {
             self.set_stock(&draft.sku, stock).await?;
         }
         let product = self.catalog().create(draft).await?;
+        self.announce_catalog().await;
         let stock = match stock {
             Some(stock) => Some(stock),
             None => self.stock(&product.sku).await?,
         };
         Ok((product, stock))
+    }
+
+    /// Deletes a product; its stock stays with the SKU (a product created on it later keeps it).
+    pub async fn delete_product(&self, id: &str) -> Result<(), Error> {
+        self.catalog().delete(id).await?;
+        self.announce_catalog().await;
+        Ok(())
     }
 
     /// Updates a product; `stock` absent leaves it as it is, `Some(None)` stops tracking it. A
@@ -132,6 +140,7 @@ impl Engine {
             }
         }
         let product = self.catalog().update(id, draft).await?;
+        self.announce_catalog().await;
         if let (Some(stock), None) = (stock, &renamed_from) {
             self.set_stock(&product.sku, stock).await?;
         }

@@ -204,6 +204,6 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     user.require_admin()?;
-    state.engine.catalog().delete(&id).await?;
+    state.engine.delete_product(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,8 +2,6 @@
 //! loopback port with its own data directory and talks to it over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,10 +12,13 @@ use tempfile::TempDir;
 
 mod api;
 mod backends;
+pub mod cluster;
+mod raw;
 pub use api::*;
 #[allow(unused_imports)]
 pub use backends::*;
 use emporium_persistence::testkit::free_port;
+pub use raw::*;
 
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -32,6 +33,10 @@ pub struct NodeOpts {
     /// the data dir left to its default `./emporium-data` (the working directory is the temp dir).
     /// Only the port is chosen, with `--listen`, so tests can run side by side.
     pub readme_defaults: bool,
+    /// The loopback address the API listens on (default 127.0.0.1; cluster nodes use
+    /// 127.0.0.11, .12, …) and a fixed port (default: a free one).
+    pub host: Option<String>,
+    pub port: Option<u16>,
 }
 
 impl NodeOpts {
@@ -47,6 +52,11 @@ impl NodeOpts {
     }
     pub fn readme_defaults(mut self) -> Self {
         self.readme_defaults = true;
+        self
+    }
+    pub fn listen(mut self, host: &str, port: u16) -> Self {
+        self.host = Some(host.to_string());
+        self.port = Some(port);
         self
     }
 }
@@ -71,6 +81,7 @@ pub enum Auth {
 pub struct Node {
     dir: TempDir,
     child: Option<Child>,
+    host: String,
     port: u16,
     opts: NodeOpts,
     client: awc::Client,
@@ -83,20 +94,13 @@ impl Node {
             .prefix("emporium-test-")
             .tempdir()
             .unwrap();
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connector(
-                awc::Connector::new()
-                    .limit(512)
-                    .timeout(Duration::from_secs(10)),
-            )
-            .finish();
         let mut node = Node {
             dir,
             child: None,
+            host: opts.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
             port: 0,
             opts,
-            client,
+            client: http_client(),
         };
         node.spawn_and_wait();
         node
@@ -116,12 +120,56 @@ impl Node {
         self.port
     }
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        format!("http://{}:{}{}", self.host, self.port, path)
+    }
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// A handle on a server this harness did not start (a load balancer in front of nodes):
+    /// the same request helpers, no process of its own.
+    pub fn attach(host: &str, port: u16) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("emporium-attach-")
+            .tempdir()
+            .unwrap();
+        Node {
+            dir,
+            child: None,
+            host: host.to_string(),
+            port,
+            opts: NodeOpts::new(),
+            client: http_client(),
+        }
+    }
+
+    /// Starts the process and returns at once (a cluster's nodes are started together and wait
+    /// for each other).
+    pub fn spawn(opts: NodeOpts) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("emporium-test-")
+            .tempdir()
+            .unwrap();
+        let mut node = Node {
+            dir,
+            child: None,
+            host: opts.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+            port: 0,
+            opts,
+            client: http_client(),
+        };
+        node.spawn_only();
+        node
     }
 
     fn spawn_and_wait(&mut self) {
+        self.spawn_only();
+        self.wait_ready();
+    }
+
+    fn spawn_only(&mut self) {
         assert!(self.child.is_none(), "node already running");
-        self.port = free_port();
+        self.port = self.opts.port.unwrap_or_else(free_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -134,7 +182,7 @@ impl Node {
                 cmd.env_remove(k);
             }
         }
-        let listen = format!("127.0.0.1:{}", self.port);
+        let listen = format!("{}:{}", self.host, self.port);
         if self.opts.readme_defaults {
             cmd.current_dir(self.dir.path()).args(["--listen", &listen]);
         } else {
@@ -152,10 +200,10 @@ impl Node {
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn emporium binary"));
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until `/readyz` answers 200 (panics with the log tail after a minute).
+    pub fn wait_ready(&mut self) {
         let start = Instant::now();
         let mut last = String::from("no response yet");
         while start.elapsed() < READY_TIMEOUT {
@@ -165,7 +213,7 @@ impl Node {
                     self.log_tail(80)
                 );
             }
-            match blocking_get(self.port, "/readyz") {
+            match blocking_get_at(&self.host, self.port, "/readyz") {
                 Ok((200, _)) => return,
                 Ok((s, body)) => last = format!("{s} {body}"),
                 Err(e) => last = e,
@@ -194,6 +242,40 @@ impl Node {
     /// Starts the binary again on the same data dir (killing it first if running).
     pub fn restart(&mut self) {
         self.kill9();
+        self.spawn_and_wait();
+    }
+
+    /// Sends a signal to the running process.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = self
+            .pid()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the process to exit by itself; returns whether it did.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        self.signal(rustix::process::Signal::TERM);
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait().unwrap().is_some() {
+                    self.child = None;
+                    return true;
+                }
+            } else {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Starts the process again (after [`Node::terminate`] or [`Node::kill9`]) and waits until
+    /// it is ready.
+    pub fn start_again(&mut self) {
         self.spawn_and_wait();
     }
 
@@ -334,42 +416,6 @@ impl Node {
     }
 }
 
-/// One request on a connection of its own (`Connection: close`), written from another thread so
-/// a server that answers before reading the whole body is heard; the raw response bytes.
-/// Needs no `Node`, so threads can call it.
-pub fn raw_exchange(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Vec<u8>,
-) -> Result<Vec<u8>, String> {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-    let w = std::thread::spawn(move || {
-        let _ = writer.write_all(head.as_bytes());
-        let _ = writer.write_all(&body);
-    });
-    let raw = read_all(&stream);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    let _ = w.join();
-    Ok(raw)
-}
-
 impl Drop for Node {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -383,76 +429,20 @@ impl Drop for Node {
     }
 }
 
+fn http_client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connector(
+            awc::Connector::new()
+                .limit(512)
+                .timeout(Duration::from_secs(10)),
+        )
+        .finish()
+}
+
 pub fn auth(token: Option<&str>) -> Auth {
     match token {
         Some(t) => Auth::Bearer(t.to_string()),
         None => Auth::None,
     }
-}
-
-fn read_all(mut stream: &TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    // Bounded: each read has a 30 s timeout and we stop at 16 MiB.
-    while out.len() < 16 << 20 {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    out
-}
-
-fn parse_http_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("incomplete HTTP response: {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line: {head:?}"))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    for _ in 0..100_000 {
-        let Some((size, rest)) = s.split_once("\r\n") else {
-            break;
-        };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Blocking GET over a raw socket, used for readiness polling.
-pub fn blocking_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
-        .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    parse_http_response(&read_all(&s))
 }
