@@ -75,11 +75,11 @@ async fn concurrent_adds_to_one_cart_are_all_counted_on(real: bool) {
 }
 
 async fn concurrent_adds_to_one_cart_are_all_counted_against(node: &Node) {
-    let admin = admin_token(&node).await;
-    let p = create_product(&node, &admin, "Hot Item", "HOT-1", 2.25, Some(1000)).await;
-    let user = register(&node, "carol", "carol@example.com", PASSWORD).await;
+    let admin = admin_token(node).await;
+    let p = create_product(node, &admin, "Hot Item", "HOT-1", 2.25, Some(1000)).await;
+    let user = register(node, "carol", "carol@example.com", PASSWORD).await;
 
-    let adds = (0..200).map(|_| add_to_cart(&node, &user, "HOT-1", 1));
+    let adds = (0..200).map(|_| add_to_cart(node, &user, "HOT-1", 1));
     let statuses = join_all(adds).await;
     let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
     for s in &statuses {
@@ -91,7 +91,7 @@ async fn concurrent_adds_to_one_cart_are_all_counted_against(node: &Node) {
         "statuses of 200 concurrent adds"
     );
 
-    let lines = cart_lines(&node, &user).await;
+    let lines = cart_lines(node, &user).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["sku"], "HOT-1");
     assert_eq!(
@@ -101,7 +101,7 @@ async fn concurrent_adds_to_one_cart_are_all_counted_against(node: &Node) {
     );
     assert_eq!(cents(&lines[0]["lineTotal"]), 200 * cents(&p["price"]));
     // Adding to a cart reserves nothing.
-    assert_eq!(stock_of(&node, "HOT-1").await, Some(1000));
+    assert_eq!(stock_of(node, "HOT-1").await, Some(1000));
 }
 
 #[actix_rt::test]
@@ -120,12 +120,12 @@ async fn fifty_buyers_ten_in_stock_no_overselling_on(real: bool) {
 }
 
 async fn fifty_buyers_ten_in_stock_no_overselling_against(node: &Node) {
-    let admin = admin_token(&node).await;
-    create_product(&node, &admin, "Scarce Widget", "SCARCE-10", 9.99, Some(10)).await;
-    let buyers = register_many(&node, 50).await;
+    let admin = admin_token(node).await;
+    create_product(node, &admin, "Scarce Widget", "SCARCE-10", 9.99, Some(10)).await;
+    let buyers = register_many(node, 50).await;
     for (i, t) in buyers.iter().enumerate() {
         assert_eq!(
-            add_to_cart(&node, t, "SCARCE-10", 1).await,
+            add_to_cart(node, t, "SCARCE-10", 1).await,
             204,
             "buyer{i} add"
         );
@@ -154,7 +154,7 @@ async fn fifty_buyers_ten_in_stock_no_overselling_against(node: &Node) {
         }
     }
     assert_eq!((won.len(), lost.len()), (10, 40), "winners/losers");
-    assert_eq!(stock_of(&node, "SCARCE-10").await, Some(0), "final stock");
+    assert_eq!(stock_of(node, "SCARCE-10").await, Some(0), "final stock");
 
     for &i in &won {
         let (s, orders) = node.get("/api/orders", Some(buyers[i].as_str())).await;
@@ -164,7 +164,7 @@ async fn fifty_buyers_ten_in_stock_no_overselling_against(node: &Node) {
         assert_eq!(orders[0]["items"][0]["sku"], "SCARCE-10");
         assert_eq!(orders[0]["items"][0]["quantity"].as_i64(), Some(1));
         assert_eq!(
-            cart_map(&node, &buyers[i]).await,
+            cart_map(node, &buyers[i]).await,
             BTreeMap::new(),
             "winner's cart not cleared"
         );
@@ -179,7 +179,7 @@ async fn fifty_buyers_ten_in_stock_no_overselling_against(node: &Node) {
         );
         // Atomic: a failed checkout leaves the cart as it was.
         assert_eq!(
-            cart_map(&node, &buyers[i]).await,
+            cart_map(node, &buyers[i]).await,
             BTreeMap::from([("SCARCE-10".to_string(), 1)]),
             "loser's cart"
         );
@@ -189,7 +189,7 @@ async fn fifty_buyers_ten_in_stock_no_overselling_against(node: &Node) {
         .post("/api/checkout", Some(buyers[lost[0]].as_str()), Value::Null)
         .await;
     assert_error("retry after sell-out", (s, &b), 409);
-    assert_eq!(stock_of(&node, "SCARCE-10").await, Some(0));
+    assert_eq!(stock_of(node, "SCARCE-10").await, Some(0));
 }
 
 async fn checkout_with_key(node: &Node, token: &str, key: &str) -> (u16, Value) {
@@ -221,14 +221,14 @@ async fn idempotency_key_returns_the_same_order_on(real: bool) {
 }
 
 async fn idempotency_key_returns_the_same_order_against(node: &Node) {
-    let admin = admin_token(&node).await;
-    create_product(&node, &admin, "Idem Thing", "IDEM-1", 5.0, Some(100)).await;
-    let dave = register(&node, "dave", "dave@example.com", PASSWORD).await;
+    let admin = admin_token(node).await;
+    create_product(node, &admin, "Idem Thing", "IDEM-1", 5.0, Some(100)).await;
+    let dave = register(node, "dave", "dave@example.com", PASSWORD).await;
 
-    assert_eq!(add_to_cart(&node, &dave, "IDEM-1", 3).await, 204);
-    let (s1, o1) = checkout_with_key(&node, &dave, "key-0001").await;
+    assert_eq!(add_to_cart(node, &dave, "IDEM-1", 3).await, 204);
+    let (s1, o1) = checkout_with_key(node, &dave, "key-0001").await;
     assert_eq!(s1, 201, "{o1}");
-    let (s2, o2) = checkout_with_key(&node, &dave, "key-0001").await;
+    let (s2, o2) = checkout_with_key(node, &dave, "key-0001").await;
     assert_eq!(s2, 201, "replay: {o2}");
     assert_eq!(id_of(&o1), id_of(&o2), "replay created a different order");
     assert_eq!(o2["items"], o1["items"]);
@@ -236,30 +236,30 @@ async fn idempotency_key_returns_the_same_order_against(node: &Node) {
     let (_, orders) = node.get("/api/orders", Some(dave.as_str())).await;
     assert_eq!(orders.as_array().map(Vec::len), Some(1), "orders: {orders}");
     assert_eq!(
-        stock_of(&node, "IDEM-1").await,
+        stock_of(node, "IDEM-1").await,
         Some(97),
         "stock decremented more than once"
     );
 
     // A replay does not swallow a new cart, and a new key makes a new order.
-    assert_eq!(add_to_cart(&node, &dave, "IDEM-1", 1).await, 204);
-    let (s3, o3) = checkout_with_key(&node, &dave, "key-0001").await;
+    assert_eq!(add_to_cart(node, &dave, "IDEM-1", 1).await, 204);
+    let (s3, o3) = checkout_with_key(node, &dave, "key-0001").await;
     assert_eq!(s3, 201, "{o3}");
     assert_eq!(id_of(&o3), id_of(&o1));
     assert_eq!(
-        cart_map(&node, &dave).await,
+        cart_map(node, &dave).await,
         BTreeMap::from([("IDEM-1".to_string(), 1)]),
         "replay touched the new cart"
     );
-    let (s4, o4) = checkout_with_key(&node, &dave, "key-0002").await;
+    let (s4, o4) = checkout_with_key(node, &dave, "key-0002").await;
     assert_eq!(s4, 201, "{o4}");
     assert_ne!(id_of(&o4), id_of(&o1));
-    assert_eq!(stock_of(&node, "IDEM-1").await, Some(96));
+    assert_eq!(stock_of(node, "IDEM-1").await, Some(96));
 
     // The same key from another user is a different order.
-    let erin = register(&node, "erin", "erin@example.com", PASSWORD).await;
-    assert_eq!(add_to_cart(&node, &erin, "IDEM-1", 2).await, 204);
-    let (s5, o5) = checkout_with_key(&node, &erin, "key-0001").await;
+    let erin = register(node, "erin", "erin@example.com", PASSWORD).await;
+    assert_eq!(add_to_cart(node, &erin, "IDEM-1", 2).await, 204);
+    let (s5, o5) = checkout_with_key(node, &erin, "key-0001").await;
     assert_eq!(s5, 201, "{o5}");
     assert_ne!(
         id_of(&o5),
@@ -267,11 +267,11 @@ async fn idempotency_key_returns_the_same_order_against(node: &Node) {
         "idempotency keys leaked across users"
     );
     assert_eq!(o5["userEmail"], "erin@example.com");
-    assert_eq!(stock_of(&node, "IDEM-1").await, Some(94));
+    assert_eq!(stock_of(node, "IDEM-1").await, Some(94));
 
     // Concurrent duplicates: at most one order, every success is that order.
-    assert_eq!(add_to_cart(&node, &dave, "IDEM-1", 1).await, 204);
-    let burst = join_all((0..8).map(|_| checkout_with_key(&node, &dave, "key-burst"))).await;
+    assert_eq!(add_to_cart(node, &dave, "IDEM-1", 1).await, 204);
+    let burst = join_all((0..8).map(|_| checkout_with_key(node, &dave, "key-burst"))).await;
     let ok: Vec<String> = burst
         .iter()
         .filter(|(s, _)| *s == 201)
@@ -297,5 +297,5 @@ async fn idempotency_key_returns_the_same_order_against(node: &Node) {
         Some(3),
         "dave's orders: {orders}"
     );
-    assert_eq!(stock_of(&node, "IDEM-1").await, Some(93));
+    assert_eq!(stock_of(node, "IDEM-1").await, Some(93));
 }
