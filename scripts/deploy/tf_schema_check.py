@@ -108,7 +108,7 @@ class Checker:
         props = self.structs[fqn]
         present = set()
         for key, value in body.items():
-            if key == "__is_block__" or (top and key in META):
+            if key.startswith("__") or (top and key in META):
                 continue
             if key == "dynamic":
                 for dyn in value:
