@@ -8,6 +8,7 @@
 ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
+# checkov:skip=CKV_DOCKER_7:The base images are pinned release tags passed as ARGs (RUST_IMAGE, RUNTIME_IMAGE above)
 FROM ${RUST_IMAGE} AS chef
 # The image's toolchain is the one rust-toolchain.toml pins; this stops rustup fetching extra components.
 ENV RUSTUP_TOOLCHAIN=1.95.0

@@ -3,6 +3,7 @@
 
 data "aws_region" "current" {}
 data "aws_availability_zones" "available" {
+  #checkov:skip=CKV_AWS_394:Only the first zone_count zones (sorted names) are used, so a new zone in the region changes nothing
   state = "available"
 }
 
@@ -150,6 +151,7 @@ module "emporium" {
   jwt_secret       = module.secrets.jwt_secret
   cluster_secret   = module.secrets.cluster_secret
   kms_key_arn      = module.kms.key_arn
+  manage_release   = var.manage_release
   tags             = local.tags
   depends_on       = [module.lb_controller]
 }

@@ -98,6 +98,11 @@ variable "admin_emails" {
   type        = string
   default     = ""
 }
+variable "manage_release" {
+  description = "Terraform installs the chart (false: Argo CD does, from deploy/argocd)."
+  type        = bool
+  default     = true
+}
 variable "tags" {
   description = "Extra tags on every resource."
   type        = map(string)
