@@ -217,10 +217,11 @@ def main(argv):
     if not proc["read_only_root"] or proc["uid"] in (None, 0):
         fail("the pod must run as a non-root user on a read-only root filesystem")
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **image_env, **proc["env"], "HOSTNAME": f"{proc['name']}-0"}
-    # Outside /tmp: the pod's /tmp volume is mounted over it inside the namespace.
-    stage = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".tools", "run")
-    os.makedirs(stage, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="rendered-", dir=stage)
+    # Outside /tmp (the pod's /tmp volume is mounted over it inside the namespace), somewhere the
+    # unprivileged user can reach.
+    tmp = tempfile.mkdtemp(prefix="emporium-rendered-", dir="/var/tmp")
+    if any(m == "/var/tmp" or m.startswith("/var/tmp/") for m in proc["mounts"]):
+        fail("the pod mounts /var/tmp, where this test stages the binary")
     os.chmod(tmp, 0o755)
     # The image's binary path, rooted in a directory the unprivileged user can read.
     exe = os.path.join(tmp, entrypoint[0].lstrip("/"))
@@ -232,7 +233,9 @@ def main(argv):
     print("rendered-env: environment:", ", ".join(f"{k}={'***' if 'SECRET' in k or 'URL' in k or k == 'EMPORIUM_STORE' and '://' in v else v}" for k, v in sorted(env.items())))
     with open(os.path.join(tmp, "spec.json"), "w") as f:
         json.dump(spec, f)
-    r = subprocess.run(["unshare", "-mn", "--propagation", "private", sys.executable, os.path.abspath(__file__), "--inside", os.path.join(tmp, "spec.json")])
+    # Namespaces, mounts and the user switch need root: sudo where this runs unprivileged (CI runners).
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    r = subprocess.run(sudo + ["unshare", "-mn", "--propagation", "private", sys.executable, os.path.abspath(__file__), "--inside", os.path.join(tmp, "spec.json")])
     if r.returncode != 0:
         print("rendered-env: the binary's log:")
         if os.path.exists(spec["log"]):
