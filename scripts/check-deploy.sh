@@ -149,6 +149,14 @@ bad=$(copy deploy/argocd/emporium.yaml); sed -i 's|- name: store.caConfigMap|- n
 broken "Argo CD Application with a parameter the schema refuses" "$PY" scripts/deploy/argocd_check.py "$bad" "$HELM" "$VBIN/kubernetes-validate"
 
 # ---------------------------------------------------------------------------------------------
+section "documentation"
+ok "docs/deploy-aws.md names only what the repository has" "$PY" scripts/deploy/doc_check.py docs/deploy-aws.md
+bad=$(copy docs/deploy-aws.md); sed -i 's|output -raw ecr_repository_url|output -raw ecr_url|' "$bad"
+broken "doc check on an output Terraform does not declare" "$PY" scripts/deploy/doc_check.py "$bad"
+bad=$(copy docs/deploy-aws.md); sed -i 's|terraform/envs/dev/backend.hcl.example|terraform/envs/dev/backend.example|' "$bad"
+broken "doc check on a path that does not exist" "$PY" scripts/deploy/doc_check.py "$bad"
+
+# ---------------------------------------------------------------------------------------------
 section "the binary as the chart runs it"
 if [[ ${SKIP_BINARY:-} == 1 ]]; then
   printf '   (SKIP_BINARY=1: not built, not started)\n'

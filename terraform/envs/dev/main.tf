@@ -24,6 +24,7 @@ variable "public_api_cidrs" {
 module "stack" {
   source               = "../../modules/stack"
   environment          = "dev"
+  kubernetes_version   = "1.33"
   vpc_cidr             = "10.20.0.0/16"
   zone_count           = 2
   single_nat_gateway   = true

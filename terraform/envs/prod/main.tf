@@ -37,6 +37,7 @@ variable "public_api_cidrs" {
 module "stack" {
   source               = "../../modules/stack"
   environment          = "prod"
+  kubernetes_version   = "1.33"
   vpc_cidr             = "10.40.0.0/16"
   zone_count           = 3
   single_nat_gateway   = false
