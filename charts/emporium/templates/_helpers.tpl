@@ -72,6 +72,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if le (int $v.shutdown.terminationGracePeriodSeconds) (int $need) -}}
 {{- fail (printf "shutdown.terminationGracePeriodSeconds (%v) must exceed max(preStopSleepSeconds, ingress.deregistrationDelaySeconds) + config.shutdownGraceSecs + handoffSeconds (%v)" $v.shutdown.terminationGracePeriodSeconds $need) -}}
 {{- end -}}
+{{- if and $v.ingress.enabled $v.networkPolicy.enabled (not $v.networkPolicy.apiFromCidrs) (not $v.networkPolicy.apiFromNamespaces) -}}
+{{- fail "ingress.enabled with networkPolicy.enabled needs networkPolicy.apiFromCidrs (the VPC range the load balancer sends from)" -}}
+{{- end -}}
 {{- if and (not $v.secrets.existingSecret) (eq $v.store.kind "mongodb") (not $v.secrets.storeUrl) -}}
 {{- fail "store.kind=mongodb needs secrets.storeUrl or secrets.existingSecret" -}}
 {{- end -}}

@@ -15,6 +15,11 @@ variable "admin_emails" {
   type        = string
   default     = ""
 }
+variable "github_repository" {
+  description = "owner/name of the GitHub repository allowed to push images (empty: none)."
+  type        = string
+  default     = ""
+}
 variable "public_api_cidrs" {
   description = "Your office/VPN CIDRs allowed to reach the EKS API (empty: private only)."
   type        = list(string)
@@ -42,5 +47,6 @@ module "stack" {
   redis_node_type      = "cache.t4g.micro"
   redis_replicas       = 0
   image_tag            = var.image_tag
+  github_repository    = var.github_repository
   admin_emails         = var.admin_emails
 }

@@ -28,6 +28,11 @@ variable "admin_emails" {
   type        = string
   default     = ""
 }
+variable "github_repository" {
+  description = "owner/name of the GitHub repository allowed to push images (empty: none)."
+  type        = string
+  default     = ""
+}
 variable "public_api_cidrs" {
   description = "Your office/VPN CIDRs allowed to reach the EKS API (empty: private only)."
   type        = list(string)
@@ -55,8 +60,11 @@ module "stack" {
   redis_node_type      = "cache.r7g.large"
   redis_replicas       = 2
   image_tag            = var.image_tag
-  host                 = var.host
-  certificate_arn      = var.certificate_arn
-  wafv2_acl_arn        = var.wafv2_acl_arn
-  admin_emails         = var.admin_emails
+  github_repository    = var.github_repository
+  # One GitHub OIDC provider per account: dev creates it (same account assumed; set true otherwise).
+  create_github_oidc_provider = false
+  host                        = var.host
+  certificate_arn             = var.certificate_arn
+  wafv2_acl_arn               = var.wafv2_acl_arn
+  admin_emails                = var.admin_emails
 }

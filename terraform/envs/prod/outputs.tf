@@ -6,6 +6,10 @@ output "ecr_repository_url" {
   description = "Where to push the image."
   value       = module.stack.ecr_repository_url
 }
+output "release_role_arn" {
+  description = "AWS_RELEASE_ROLE_ARN for the release workflow."
+  value       = module.stack.release_role_arn
+}
 output "backends_secret_arn" {
   description = "Secrets Manager secret with the backend URLs."
   value       = module.stack.backends_secret_arn

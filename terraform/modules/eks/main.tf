@@ -96,6 +96,7 @@ resource "aws_cloudwatch_log_group" "cluster" {
 }
 
 resource "aws_eks_cluster" "this" {
+  #checkov:skip=CKV_AWS_39:The public endpoint is off unless public_access_cidrs lists ranges, and then open to those only
   name                      = var.cluster_name
   version                   = var.kubernetes_version
   role_arn                  = aws_iam_role.cluster.arn

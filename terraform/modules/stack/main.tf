@@ -62,6 +62,23 @@ module "ecr" {
   tags        = local.tags
 }
 
+module "ecr_chart" {
+  source      = "../ecr"
+  name        = "charts/emporium"
+  kms_key_arn = module.kms.key_arn
+  tags        = local.tags
+}
+
+module "github_release" {
+  count                = var.github_repository == "" ? 0 : 1
+  source               = "../github-release"
+  name                 = "${module.layout.prefix}-github-release"
+  github_repository    = var.github_repository
+  create_oidc_provider = var.create_github_oidc_provider
+  repository_arns      = [module.ecr.repository_arn, module.ecr_chart.repository_arn]
+  tags                 = local.tags
+}
+
 module "pods_role" {
   # The pods make no AWS calls today; policies they come to need are attached here.
   source            = "../irsa"

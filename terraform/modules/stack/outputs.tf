@@ -14,6 +14,10 @@ output "ecr_repository_url" {
   description = "Where to push the image."
   value       = module.ecr.repository_url
 }
+output "release_role_arn" {
+  description = "Role for .github/workflows/release.yml (AWS_RELEASE_ROLE_ARN), when github_repository is set."
+  value       = one(module.github_release[*].role_arn)
+}
 output "backends_secret_arn" {
   description = "Secrets Manager secret with the JWT/cluster secrets and backend URLs."
   value       = module.emporium.secret_arn

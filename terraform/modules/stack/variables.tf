@@ -103,6 +103,16 @@ variable "manage_release" {
   type        = bool
   default     = true
 }
+variable "github_repository" {
+  description = "owner/name of the GitHub repository allowed to release to ECR (empty: no release role)."
+  type        = string
+  default     = ""
+}
+variable "create_github_oidc_provider" {
+  description = "Create the account's GitHub OIDC provider (false when another stack has)."
+  type        = bool
+  default     = true
+}
 variable "tags" {
   description = "Extra tags on every resource."
   type        = map(string)
