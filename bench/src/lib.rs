@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use emporium_cluster::ShardMap;
+use emporium_cluster::{Ownership, ShardMap};
 use emporium_engine::catalog::ProductDraft;
 use emporium_engine::{Engine, EngineOptions};
 use emporium_persistence::Stores;
@@ -20,7 +20,9 @@ pub fn sku(i: usize) -> String {
 
 /// An engine over `stores` with `BENCH_SKUS` products. Call inside an actix `System`.
 pub async fn bench_engine(stores: Stores) -> Engine {
-    let map = ShardMap::single_node(1024).unwrap_or_else(|e| panic!("shard map: {e}"));
+    let map = ShardMap::new(1024)
+        .map(Ownership::single_node)
+        .unwrap_or_else(|e| panic!("shard map: {e}"));
     let engine = Engine::start(stores, map, EngineOptions::default())
         .await
         .unwrap_or_else(|e| panic!("engine: {e}"));

@@ -24,7 +24,7 @@ pub struct CartLine {
     pub quantity: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CartCommand {
     /// `available` is the tracked stock of the SKU, `None` when stock is not tracked.
     Add {
@@ -58,7 +58,7 @@ pub enum CartEvent {
     Cleared,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Error {
     #[error("quantity must be between 1 and {MAX_LINE_QUANTITY}, got {0}")]
     BadQuantity(i64),

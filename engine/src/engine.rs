@@ -2,17 +2,18 @@
 //! the owning actor, activating it if needed, and exposes the queries the API needs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::MailboxError;
-use emporium_cluster::{Placement, ShardMap};
+use emporium_cluster::{Admission, Forwarder, Ownership, RouteError, ShardId};
 use emporium_persistence::Stores;
 use tokio::sync::Notify;
 
-use crate::actor::{Behaviour, Effect, Envelope, KindStats, Registry};
+use crate::actor::{Behaviour, Effect, Envelope, Fence, KindStats, Registry};
 use crate::catalog::Catalog;
 use crate::entities::{CartEntity, InventoryEntity, OrderEntity, UserEntity};
+use crate::forward::ForwardStats;
 use crate::gate::Gate;
 use crate::Error;
 
@@ -50,7 +51,10 @@ pub struct Engine {
 
 pub(crate) struct Inner {
     pub stores: Stores,
-    pub placement: RwLock<ShardMap>,
+    pub ownership: Ownership,
+    /// How commands reach the owners of shards this node does not own (cluster mode).
+    pub forwarder: OnceLock<Arc<dyn Forwarder>>,
+    pub forwards: ForwardStats,
     pub catalog: Catalog,
     pub options: EngineOptions,
     pub carts: Registry<CartEntity>,
@@ -69,17 +73,19 @@ pub struct ActorStats<'a> {
 }
 
 impl Engine {
-    /// Opens the engine on `stores`, serving the shards `placement` gives this node.
+    /// Opens the engine on `stores`, serving the shards `ownership` gives this node.
     pub async fn start(
         stores: Stores,
-        placement: ShardMap,
+        ownership: Ownership,
         options: EngineOptions,
     ) -> Result<Self, Error> {
         let catalog = Catalog::load(stores.catalog.clone()).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 stores,
-                placement: RwLock::new(placement),
+                ownership,
+                forwarder: OnceLock::new(),
+                forwards: ForwardStats::default(),
                 catalog,
                 options,
                 carts: Registry::default(),
@@ -109,7 +115,12 @@ impl Engine {
         &self.inner.catalog
     }
 
-    /// Whether this node serves its shards (false once shutdown began).
+    pub fn ownership(&self) -> &Ownership {
+        &self.inner.ownership
+    }
+
+    /// Whether this node takes new commands (false once a single node's shutdown began; a
+    /// cluster member hands its shards off instead, and forwards what still arrives).
     pub fn is_serving(&self) -> bool {
         self.inner.serving.load(Ordering::Relaxed)
     }
@@ -117,6 +128,27 @@ impl Engine {
     /// Stops taking new commands; commands already in actors finish.
     pub fn stop_serving(&self) {
         self.inner.serving.store(false, Ordering::Relaxed);
+    }
+
+    /// Sets how commands reach other nodes (once, when the cluster starts).
+    pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) {
+        if self.inner.forwarder.set(forwarder).is_err() {
+            tracing::warn!("a forwarder was already set; keeping the first");
+        }
+    }
+
+    pub fn forward_stats(&self) -> &ForwardStats {
+        &self.inner.forwards
+    }
+
+    /// Drops the live actors placed on `shards` (their state is durable): a handoff, or a shard
+    /// this node found it no longer owns. Returns how many were asked to passivate.
+    pub fn passivate_shards(&self, shards: &std::collections::HashSet<ShardId>) -> usize {
+        let i = &self.inner;
+        i.carts.passivate_shards(shards)
+            + i.orders.passivate_shards(shards)
+            + i.inventory.passivate_shards(shards)
+            + i.users.passivate_shards(shards)
     }
 
     pub fn actor_stats(&self) -> ActorStats<'_> {
@@ -140,39 +172,89 @@ impl Engine {
         self.inner.outbox_notify.notify_one();
     }
 
-    /// Checks that this node owns the shard of `shard_key` now.
-    fn route(&self, shard_key: &str) -> Result<(), Error> {
-        if !self.is_serving() {
-            return Err(Error::Unavailable("node is shutting down".into()));
-        }
-        let placement = match self.inner.placement.read() {
-            Ok(map) => map.place(shard_key.as_bytes()),
-            Err(poisoned) => poisoned.into_inner().place(shard_key.as_bytes()),
-        };
-        match placement {
-            Placement::Local { .. } => Ok(()),
-            Placement::Remote { shard, owner, .. } => Err(Error::NotOwner {
-                shard: shard.0,
-                owner,
-            }),
-        }
-    }
-
-    /// Sends a command to the actor owning entity `key` (placed by `shard_key`).
+    /// Sends a command to the actor owning entity `key` (placed by `shard_key`), here or on the
+    /// node that owns its shard.
     pub(crate) async fn call<B: Behaviour>(
         &self,
         shard_key: &str,
         key: &str,
         cmd: B::Command,
     ) -> Result<B::Reply, Error> {
-        self.route(shard_key)?;
+        let shard = self.inner.ownership.shard_of(shard_key.as_bytes());
+        self.call_in::<B>(shard, key, cmd, 0).await
+    }
+
+    /// [`Engine::call`] for a known shard; `hops` counts the nodes that forwarded it already.
+    pub(crate) async fn call_in<B: Behaviour>(
+        &self,
+        shard: ShardId,
+        key: &str,
+        cmd: B::Command,
+        hops: u8,
+    ) -> Result<B::Reply, Error> {
+        if !self.is_serving() {
+            return Err(Error::Unavailable("node is shutting down".into()));
+        }
+        let mut retried = false;
+        loop {
+            let admission = self
+                .inner
+                .ownership
+                .admit(shard)
+                .await
+                .map_err(|e| match e {
+                    RouteError::InMotion { .. } | RouteError::TooManyHeld => {
+                        Error::Unavailable(e.to_string())
+                    }
+                })?;
+            match admission {
+                Admission::Local(guard) => {
+                    let fence = Fence {
+                        shard,
+                        epoch: guard.epoch(),
+                    };
+                    let reply = self.call_local::<B>(key, cmd, fence).await;
+                    drop(guard);
+                    return reply;
+                }
+                Admission::Remote { owner } => {
+                    match self.forward::<B>(owner, shard, key, &cmd, hops).await {
+                        Err(crate::forward::Retry) if !retried => {
+                            // The owner could not be reached: give the table a moment to learn
+                            // of a new owner, then try once more.
+                            retried = true;
+                            self.inner
+                                .ownership
+                                .changed_within(Duration::from_secs(1))
+                                .await;
+                        }
+                        Err(crate::forward::Retry) => {
+                            return Err(Error::Unavailable(format!(
+                                "node {owner}, which owns this entity, cannot be reached"
+                            )))
+                        }
+                        Ok(reply) => return reply,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers a command to the local actor of `key`, activating it if needed.
+    async fn call_local<B: Behaviour>(
+        &self,
+        key: &str,
+        cmd: B::Command,
+        fence: Fence,
+    ) -> Result<B::Reply, Error> {
         let registry = B::registry(self);
         for _ in 0..DELIVERY_ATTEMPTS {
-            let (reply, activated) = registry.send(
-                self,
-                key,
-                Envelope::<B>(cmd.clone(), tracing::Span::current()),
-            );
+            let envelope = Envelope::<B> {
+                cmd: cmd.clone(),
+                span: tracing::Span::current(),
+                fence,
+            };
+            let (reply, activated) = registry.send(self, key, envelope);
             if activated {
                 self.enforce_actor_cap();
             }

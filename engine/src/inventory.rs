@@ -7,7 +7,7 @@ pub struct InventoryState {
     pub on_hand: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InventoryCommand {
     Reserve { quantity: u64 },
     Release { quantity: u64 },

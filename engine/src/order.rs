@@ -156,7 +156,7 @@ impl OrderEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Error {
     #[error("an order cannot go from {} to {}", from.as_str(), to.as_str())]
     IllegalTransition { from: OrderStatus, to: OrderStatus },

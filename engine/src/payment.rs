@@ -1,7 +1,7 @@
 //! The built-in test payment provider: Luhn-valid numbers are accepted, `4000000000000002` is
 //! declined, and so is an expired card. Pure; the caller supplies the current month.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
     pub number: String,
     pub exp_month: u32,
@@ -39,7 +39,7 @@ impl Card {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Declined {
     #[error("the card number is not valid")]
     InvalidNumber,

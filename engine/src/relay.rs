@@ -174,7 +174,7 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use emporium_cluster::ShardMap;
+    use emporium_cluster::{Ownership, ShardMap};
     use emporium_persistence::testkit::outbox_entry;
     use emporium_persistence::{MemoryStore, Outbox, Stores};
 
@@ -184,7 +184,7 @@ mod tests {
     async fn newer_events_are_left_for_a_newer_node_and_corrupt_ones_skipped() {
         let store = Arc::new(MemoryStore::new());
         let stores = Stores::from_backend(store.clone());
-        let map = ShardMap::single_node(8).unwrap();
+        let map = Ownership::single_node(ShardMap::new(8).unwrap());
         let engine = Engine::start(stores, map, crate::EngineOptions::default())
             .await
             .unwrap();

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_cluster::ShardMap;
+use emporium_cluster::{Ownership, ShardMap};
 use emporium_engine::catalog::ProductDraft;
 use emporium_engine::{Engine, EngineOptions, Error};
 use emporium_persistence::{MemoryStore, Stores};
 use futures_util::future::join_all;
 
 async fn engine_on(stores: Stores, options: EngineOptions) -> Engine {
-    let map = ShardMap::single_node(64).unwrap();
+    let map = Ownership::single_node(ShardMap::new(64).unwrap());
     let engine = Engine::start(stores, map, options).await.unwrap();
     for sku in ["A", "B"] {
         let draft = ProductDraft {

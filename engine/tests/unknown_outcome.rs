@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use emporium_cluster::ShardMap;
+use emporium_cluster::{Ownership, ShardMap};
 use emporium_engine::catalog::ProductDraft;
 use emporium_engine::{CheckoutRequest, Engine, EngineOptions, Error};
 use emporium_persistence::{
@@ -89,10 +89,11 @@ async fn setup(stock: u64) -> (Engine, Arc<Faulty>) {
         snapshots: faulty.clone(),
         outbox: memory.clone(),
         catalog: memory,
+        leases: None,
     };
     let engine = Engine::start(
         stores,
-        ShardMap::single_node(64).unwrap(),
+        Ownership::single_node(ShardMap::new(64).unwrap()),
         EngineOptions::default(),
     )
     .await

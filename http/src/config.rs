@@ -54,6 +54,21 @@ pub struct Config {
     pub cart_cache_ttl_secs: u64,
     /// RabbitMQ for order events (`amqp://user:pass@host:port/vhost`); unset: in-process relay.
     pub amqp_url: Option<String>,
+    /// This node's StatefulSet ordinal; unset: parsed from `HOSTNAME` (`emporium-3` → 3).
+    pub node_ordinal: Option<u32>,
+    /// Static peer list for local clusters: `0=127.0.0.11:7070,1=127.0.0.12:7070`.
+    pub peers: Option<String>,
+    /// The Kubernetes headless service the peers are found through (re-resolved every 2 s).
+    pub peer_dns: Option<String>,
+    /// The DNS server to ask (`127.0.0.1:5353`); unset: the system's resolver configuration.
+    pub peer_dns_server: Option<String>,
+    /// Address of the node-to-node listener (cluster mode; default `0.0.0.0:7070`).
+    pub peer_listen: Option<String>,
+    /// Shared secret that authenticates every peer connection (cluster mode; at least 16 bytes).
+    pub cluster_secret: Option<String>,
+    /// How long a node's claim on its shards lasts without renewal: a node that died or was
+    /// partitioned away has its shards taken over after this.
+    pub claim_ttl_secs: u64,
 }
 
 /// Where the snapshots, users, catalog and outbox live.
@@ -86,6 +101,13 @@ impl Default for Config {
             redis_url: None,
             cart_cache_ttl_secs: 30 * 24 * 3600,
             amqp_url: None,
+            node_ordinal: None,
+            peers: None,
+            peer_dns: None,
+            peer_dns_server: None,
+            peer_listen: None,
+            cluster_secret: None,
+            claim_ttl_secs: 10,
         }
     }
 }
@@ -220,6 +242,7 @@ impl Config {
         if self.cart_cache_ttl_secs == 0 {
             return Err("cart_cache_ttl_secs must be positive".into());
         }
+        crate::cluster::Settings::from_config(self)?;
         if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
             return Err("currency must be a three-letter ISO 4217 code such as USD".into());
         }

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod backends;
 pub mod body;
+pub mod cluster;
 pub mod config;
 pub mod dto;
 pub mod error;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
-use emporium_cluster::ShardMap;
+use emporium_cluster::{Ownership, ShardMap};
 use emporium_engine::catalog::ProductDraft;
 use emporium_engine::{Engine, EngineOptions, Relay};
 use emporium_persistence::Stores;
@@ -69,7 +69,8 @@ async fn start_engine(config: &Config, stores: Stores) -> anyhow::Result<Engine>
         currency: config.currency.clone(),
         admin_emails: config.admin_emails.clone(),
     };
-    let map = ShardMap::single_node(config.shards).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let map =
+        Ownership::single_node(ShardMap::new(config.shards).map_err(|e| anyhow::anyhow!("{e}"))?);
     Engine::start(stores, map, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the engine: {e}"))

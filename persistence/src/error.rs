@@ -8,6 +8,15 @@ pub enum Error {
         expected: u64,
         found: u64,
     },
+    /// The entity was last written under a newer shard epoch than the write's: the writer has
+    /// lost the shard (another node took it over) and must give the entity up, not retry.
+    #[error("write to {kind}/{key} fenced: epoch {epoch} is older than the stored {found_epoch}")]
+    Fenced {
+        kind: String,
+        key: String,
+        epoch: u64,
+        found_epoch: u64,
+    },
     #[error("duplicate {what} {value}")]
     Duplicate { what: &'static str, value: String },
     #[error("{what} {value} not found")]

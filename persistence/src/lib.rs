@@ -1,14 +1,17 @@
 //! Storage for Emporium: narrow traits the engine writes through, and their backends.
 //!
 //! Solves: durable, version-checked snapshot writes (the fencing primitive: a writer that does not
-//! hold the version it expects is refused), an order-event outbox written in the same atomic write
-//! as the snapshot it describes, and the product catalog with a unique SKU. Every `save` returns
-//! only after the write is durable; the sled backend makes that cheap with group commit.
+//! hold the version it expects, or that writes under an older shard epoch than the entity's last
+//! write, is refused), an order-event outbox written in the same atomic write as the snapshot it
+//! describes, the product catalog with a unique SKU, and, in a store a cluster shares
+//! ([`Leases`]), node generations with their leases and each shard's owner and epoch. Every `save`
+//! returns only after the write is durable; the sled backend makes that cheap with group commit.
 //!
 //! Deliberately does not: know domain types (values are opaque bytes carrying their own format
-//! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default),
-//! `mongo` (MongoDB-compatible servers: MongoDB, DocumentDB, FerretDB) and `memory` (tests and
-//! in-memory benches; not durable, never used by the binary). Event sinks: `amqp` ([`AmqpSink`],
+//! marker, encoded by the engine), speak JSON, or retry. Backends: `sled` (embedded default; one
+//! node only, so no [`Leases`], and it ignores write epochs: no other writer exists), `mongo`
+//! (MongoDB-compatible servers: MongoDB, DocumentDB, FerretDB) and `memory` (tests and in-memory
+//! benches; not durable, never used by the binary). Event sinks: `amqp` ([`AmqpSink`],
 //! RabbitMQ with publisher confirms). `CachedSnapshots` puts Redis in front of any snapshot store as
 //! a cache that only makes activation faster: the wrapped store stays the truth.
 //!
@@ -43,9 +46,11 @@ pub use error::Error;
 pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use mongo::MongoStore;
-pub use record::{OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
+pub use record::{
+    NodeRecord, NodeRef, OutboxEntry, OutboxRecord, ShardRecord, Snapshot, SnapshotWrite,
+};
 #[cfg(feature = "redis")]
 pub use redis_cache::{CacheOptions, CachedSnapshots};
 #[cfg(feature = "sled")]
 pub use sled_store::{CommitStats, SledStore};
-pub use traits::{CacheStats, CatalogStore, EventSink, Outbox, SnapshotStore, Stores};
+pub use traits::{CacheStats, CatalogStore, EventSink, Leases, Outbox, SnapshotStore, Stores};

@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::{
-    CatalogStore, Error, Outbox, OutboxEntry, OutboxRecord, Snapshot, SnapshotStore, SnapshotWrite,
+    CatalogStore, Error, Leases, NodeRecord, NodeRef, Outbox, OutboxEntry, OutboxRecord,
+    ShardRecord, Snapshot, SnapshotStore, SnapshotWrite,
 };
 
 #[derive(Default)]
@@ -17,12 +18,15 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    snapshots: HashMap<(String, String), Snapshot>,
+    /// Each snapshot with the shard epoch it was last written under.
+    snapshots: HashMap<(String, String), (Snapshot, u64)>,
     next_seq: u64,
     pending: BTreeMap<u64, OutboxEntry>,
     delivered: BTreeMap<u64, (OutboxEntry, u64)>,
     products: HashMap<String, (String, Vec<u8>)>,
     skus: HashMap<String, String>,
+    nodes: BTreeMap<u32, NodeRecord>,
+    shards: BTreeMap<u32, ShardRecord>,
 }
 
 impl MemoryStore {
@@ -52,13 +56,24 @@ impl SnapshotStore for MemoryStore {
             .lock()?
             .snapshots
             .get(&(kind.to_owned(), key.to_owned()))
-            .cloned())
+            .map(|(s, _)| s.clone()))
     }
 
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error> {
         let mut inner = self.lock()?;
         let id = (write.kind.to_owned(), write.key.clone());
-        let found = inner.snapshots.get(&id).map_or(0, |s| s.version);
+        let (found, found_epoch) = inner
+            .snapshots
+            .get(&id)
+            .map_or((0, 0), |(s, epoch)| (s.version, *epoch));
+        if found_epoch > write.epoch {
+            return Err(Error::Fenced {
+                kind: write.kind.to_owned(),
+                key: write.key,
+                epoch: write.epoch,
+                found_epoch,
+            });
+        }
         if found != write.expected {
             return Err(Error::Conflict {
                 kind: write.kind.to_owned(),
@@ -70,11 +85,14 @@ impl SnapshotStore for MemoryStore {
         let version = found + 1;
         inner.snapshots.insert(
             id,
-            Snapshot {
-                version,
-                owner: write.owner,
-                data: write.data,
-            },
+            (
+                Snapshot {
+                    version,
+                    owner: write.owner,
+                    data: write.data,
+                },
+                write.epoch,
+            ),
         );
         for entry in write.outbox {
             inner.append(entry);
@@ -87,8 +105,8 @@ impl SnapshotStore for MemoryStore {
         Ok(inner
             .snapshots
             .iter()
-            .filter(|((k, _), s)| k == kind && s.owner.as_deref() == Some(owner))
-            .map(|(_, s)| s.clone())
+            .filter(|((k, _), (s, _))| k == kind && s.owner.as_deref() == Some(owner))
+            .map(|(_, (s, _))| s.clone())
             .collect())
     }
 }
@@ -187,5 +205,86 @@ impl CatalogStore for MemoryStore {
             }
             None => Ok(false),
         }
+    }
+}
+
+#[async_trait]
+impl Leases for MemoryStore {
+    async fn register(
+        &self,
+        ordinal: u32,
+        address: &str,
+        lease_until_ms: u64,
+    ) -> Result<NodeRecord, Error> {
+        let mut inner = self.lock()?;
+        let previous = inner.nodes.get(&ordinal);
+        let record = NodeRecord {
+            ordinal,
+            generation: previous.map_or(0, |n| n.generation) + 1,
+            address: address.to_owned(),
+            lease_until_ms,
+            leaving: false,
+            superseded_until_ms: previous.map_or(0, |n| n.lease_until_ms),
+        };
+        inner.nodes.insert(ordinal, record.clone());
+        Ok(record)
+    }
+
+    async fn renew(
+        &self,
+        node: NodeRef,
+        lease_until_ms: u64,
+        leaving: bool,
+    ) -> Result<bool, Error> {
+        let mut inner = self.lock()?;
+        match inner.nodes.get_mut(&node.ordinal) {
+            Some(n) if n.generation == node.generation => {
+                n.lease_until_ms = n.lease_until_ms.max(lease_until_ms);
+                n.leaving = leaving;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, Error> {
+        Ok(self.lock()?.nodes.values().cloned().collect())
+    }
+
+    async fn ensure_shards(&self, count: u32) -> Result<(), Error> {
+        let mut inner = self.lock()?;
+        for shard in 0..count {
+            inner.shards.entry(shard).or_insert(ShardRecord {
+                shard,
+                owner: None,
+                epoch: 0,
+            });
+        }
+        Ok(())
+    }
+
+    async fn shards(&self) -> Result<Vec<ShardRecord>, Error> {
+        Ok(self.lock()?.shards.values().copied().collect())
+    }
+
+    async fn transfer(
+        &self,
+        shards: &[u32],
+        from: Option<NodeRef>,
+        to: Option<NodeRef>,
+    ) -> Result<Vec<ShardRecord>, Error> {
+        let mut inner = self.lock()?;
+        let wanted: std::collections::BTreeSet<u32> = shards.iter().copied().collect();
+        let mut out = Vec::with_capacity(wanted.len());
+        for shard in wanted {
+            if let Some(record) = inner.shards.get_mut(&shard) {
+                if record.owner == from {
+                    record.owner = to;
+                    record.epoch += 1;
+                }
+                out.push(*record);
+            }
+        }
+        Ok(out)
     }
 }

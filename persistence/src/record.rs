@@ -45,15 +45,63 @@ pub struct OutboxRecord {
     pub entry: OutboxEntry,
 }
 
-/// A conditional write: applied only if the stored version equals `expected` (0 = absent).
+/// A conditional write: applied only if the stored version equals `expected` (0 = absent) and the
+/// entity was not last written under a newer shard epoch than `epoch`.
 #[derive(Debug, Clone)]
 pub struct SnapshotWrite {
     pub kind: &'static str,
     pub key: String,
     pub expected: u64,
+    /// The epoch of the writer's ownership of the entity's shard. A store shared by several
+    /// nodes refuses the write ([`crate::Error::Fenced`]) if the entity carries a higher one, and
+    /// stores this one with it. 0 = unfenced: the single-node default (it is still refused once
+    /// a fenced writer has stored a higher epoch).
+    pub epoch: u64,
     pub owner: Option<String>,
     pub data: Vec<u8>,
     pub outbox: Vec<OutboxEntry>,
+}
+
+/// A node generation as the shared store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// The StatefulSet ordinal: the node's stable identity.
+    pub ordinal: u32,
+    /// 1 for the first registration of this ordinal, one more for each later one.
+    pub generation: u64,
+    /// Where peers reach this generation.
+    pub address: String,
+    /// Until when (unix ms) this generation's claims hold unless renewed.
+    pub lease_until_ms: u64,
+    /// The node is handing its shards off (SIGTERM).
+    pub leaving: bool,
+    /// The lease the previous generation of this ordinal held when this one registered: its
+    /// shards stay its until then.
+    pub superseded_until_ms: u64,
+}
+
+impl NodeRecord {
+    pub fn node_ref(&self) -> NodeRef {
+        NodeRef {
+            ordinal: self.ordinal,
+            generation: self.generation,
+        }
+    }
+}
+
+/// One generation of one node: what a shard's owner is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeRef {
+    pub ordinal: u32,
+    pub generation: u64,
+}
+
+/// A shard's owner and the epoch of that ownership, which grows by one at every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardRecord {
+    pub shard: u32,
+    pub owner: Option<NodeRef>,
+    pub epoch: u64,
 }
 
 /// Storage-level envelope of a snapshot. `format` is bumped (and a decoder added) whenever the

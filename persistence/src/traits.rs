@@ -3,7 +3,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{Error, OutboxEntry, OutboxRecord, Snapshot, SnapshotWrite};
+use crate::{
+    Error, NodeRecord, NodeRef, OutboxEntry, OutboxRecord, ShardRecord, Snapshot, SnapshotWrite,
+};
 
 /// Versioned entity snapshots. The compare-and-set in `save` is the fencing primitive.
 #[async_trait]
@@ -11,6 +13,8 @@ pub trait SnapshotStore: Send + Sync + 'static {
     async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, Error>;
     /// Applies the write iff the stored version equals `write.expected` (0 = absent), together
     /// with its outbox entries, atomically. Returns the new version. Durable when it returns `Ok`.
+    /// A store nodes share also refuses ([`Error::Fenced`], checked first) a write whose
+    /// `epoch` is older than the one the entity was last written under, and stores the write's.
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error>;
     /// Every snapshot of `kind` whose owner is `owner`.
     async fn list_by_owner(&self, kind: &str, owner: &str) -> Result<Vec<Snapshot>, Error>;
@@ -89,16 +93,56 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn delete_product(&self, id: &str) -> Result<bool, Error>;
 }
 
+/// Node generations and shard ownership, in a store every node of a cluster shares. Each call is
+/// one atomic step of the store (per document); none is a read-modify-write from the caller.
+#[async_trait]
+pub trait Leases: Send + Sync + 'static {
+    /// Registers a new generation of `ordinal` (the previous one + 1; 1 for the first) with its
+    /// address and lease. `superseded_until_ms` is the lease the previous generation held at
+    /// that moment (0 if none): a renew racing the registration either lands before it (and is
+    /// counted) or is refused.
+    async fn register(
+        &self,
+        ordinal: u32,
+        address: &str,
+        lease_until_ms: u64,
+    ) -> Result<NodeRecord, Error>;
+    /// Extends the lease of this generation (never shortens it: a delayed renew cannot undo a
+    /// later one) and sets `leaving`. `Ok(false)` when a newer generation has registered: this
+    /// one is superseded and must stop serving.
+    async fn renew(&self, node: NodeRef, lease_until_ms: u64, leaving: bool)
+        -> Result<bool, Error>;
+    /// Every ordinal's latest generation, by ordinal.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, Error>;
+    /// Creates the missing shard records `0..count` (no owner, epoch 0); existing ones are left
+    /// as they are. Idempotent, and safe when several nodes call it at once.
+    async fn ensure_shards(&self, count: u32) -> Result<(), Error>;
+    /// Every shard record, by shard.
+    async fn shards(&self) -> Result<Vec<ShardRecord>, Error>;
+    /// For every shard in `shards` whose owner is exactly `from` (`None` = unowned), atomically
+    /// per shard: owner = `to`, epoch + 1 (also when `from == to`: a re-claim is a new epoch).
+    /// Returns the records of `shards` (those that exist) as they are after the update, by
+    /// shard: the caller keeps those whose owner is `to`.
+    async fn transfer(
+        &self,
+        shards: &[u32],
+        from: Option<NodeRef>,
+        to: Option<NodeRef>,
+    ) -> Result<Vec<ShardRecord>, Error>;
+}
+
 /// The set of stores a node runs on, chosen by configuration.
 #[derive(Clone)]
 pub struct Stores {
     pub snapshots: Arc<dyn SnapshotStore>,
     pub outbox: Arc<dyn Outbox>,
     pub catalog: Arc<dyn CatalogStore>,
+    /// Shard ownership, for a store several nodes can share (`None` for sled: one node only).
+    pub leases: Option<Arc<dyn Leases>>,
 }
 
 impl Stores {
-    /// All three roles served by one backend value.
+    /// All three roles served by one backend value, for one node (no leases).
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
         B: SnapshotStore + Outbox + CatalogStore,
@@ -107,6 +151,18 @@ impl Stores {
             snapshots: backend.clone(),
             outbox: backend.clone(),
             catalog: backend,
+            leases: None,
+        }
+    }
+
+    /// All four roles served by one backend value that several nodes can share.
+    pub fn from_shared_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: SnapshotStore + Outbox + CatalogStore + Leases,
+    {
+        Self {
+            leases: Some(backend.clone()),
+            ..Self::from_backend(backend)
         }
     }
 }

@@ -10,6 +10,21 @@ async fn memory_backend_conforms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_backend_conforms_as_a_store_nodes_share() {
+    conformance::run_shared(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_store_nodes_can_share_offers_leases() {
+    use emporium_persistence::Stores;
+    let shared = Stores::from_shared_backend(Arc::new(MemoryStore::new()));
+    assert!(shared.leases.is_some());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let store = SledStore::open(dir.path()).unwrap_or_else(|e| panic!("open: {e}"));
+    assert!(Stores::from_backend(Arc::new(store)).leases.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_backend_conforms() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let store = SledStore::open(dir.path()).unwrap_or_else(|e| panic!("open: {e}"));
@@ -27,6 +42,7 @@ async fn sled_keeps_acknowledged_writes_across_reopen() {
                 kind: "cart",
                 key: format!("k{i}"),
                 expected: 0,
+                epoch: 0,
                 owner: None,
                 data: vec![i as u8],
                 outbox: vec![],

@@ -18,6 +18,7 @@ fn write(i: u64, expected: u64) -> SnapshotWrite {
         kind: "cart",
         key: format!("k{}", i % 100),
         expected,
+        epoch: 0,
         owner: Some(format!("user{}", i % 7)),
         data: i.to_be_bytes().to_vec(),
         outbox: vec![OutboxEntry {

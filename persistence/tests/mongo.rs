@@ -70,6 +70,7 @@ fn write(key: &str, expected: u64, data: &[u8]) -> SnapshotWrite {
         kind: "cart",
         key: key.to_owned(),
         expected,
+        epoch: 0,
         owner: Some("ann".into()),
         data: data.to_vec(),
         outbox: Vec::new(),
@@ -81,6 +82,52 @@ async fn mongo_backend_conforms() {
     let db = TestDb::new().await;
     assert_eq!(db.store.ping().await, Ok(()));
     conformance::run_all(db.store.clone()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_backend_conforms_as_a_store_nodes_share() {
+    let db = TestDb::new().await;
+    conformance::run_shared(db.store.clone()).await;
+}
+
+/// Documents written before fencing existed have no `shard_epoch`: any epoch may write them, and
+/// the first fenced write gives them one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_stored_before_fencing_take_the_epoch_of_their_next_write() {
+    let db = TestDb::new().await;
+    let snapshots = db
+        .raw()
+        .await
+        .collection::<mongodb::bson::Document>("snapshots");
+    snapshots
+        .insert_one(doc! {
+            "_id": "cart/legacy", "kind": "cart", "key": "legacy", "owner": "ann",
+            "version": 2_i64, "format": 1_i32,
+            "data": Binary { subtype: BinarySubtype::Generic, bytes: b"old".to_vec() },
+            "outbox": [],
+        })
+        .await
+        .unwrap_or_else(|e| panic!("raw insert: {e}"));
+    let at = |expected: u64, epoch: u64| SnapshotWrite {
+        epoch,
+        ..write("legacy", expected, b"new")
+    };
+    assert_eq!(db.store.save(at(2, 7)).await, Ok(3));
+    let stored = snapshots
+        .find_one(doc! { "_id": "cart/legacy" })
+        .await
+        .unwrap_or_else(|e| panic!("raw read: {e}"))
+        .and_then(|d| d.get_i64("shard_epoch").ok());
+    assert_eq!(stored, Some(7));
+    assert!(matches!(
+        db.store.save(at(3, 6)).await,
+        Err(Error::Fenced {
+            epoch: 6,
+            found_epoch: 7,
+            ..
+        })
+    ));
+    assert_eq!(db.store.save(at(3, 7)).await, Ok(4));
 }
 
 /// Two relays on one store (two nodes): what one claimed the other does not see, until it is

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
+use emporium_cluster::{Epoch, ShardId};
 use emporium_persistence::{Error as StoreError, SnapshotWrite};
 
 use tracing::Instrument as _;
@@ -11,10 +12,21 @@ use super::registry::Slot;
 use super::{Behaviour, Step};
 use crate::{codec, Engine, Error};
 
-/// A command for an entity, with the span of its caller (so a trace follows it into the actor).
-/// Replies `Err(Error::Passivated)` if the actor already passivated; the engine then re-sends to
-/// a fresh activation.
-pub(crate) struct Envelope<B: Behaviour>(pub B::Command, pub tracing::Span);
+/// A command for an entity, with the span of its caller (so a trace follows it into the actor)
+/// and the shard ownership it was admitted under. Replies `Err(Error::Passivated)` if the actor
+/// already passivated; the engine then re-sends to a fresh activation.
+pub(crate) struct Envelope<B: Behaviour> {
+    pub cmd: B::Command,
+    pub span: tracing::Span,
+    pub fence: Fence,
+}
+
+/// The shard and ownership epoch a command was admitted under: its write is conditional on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub shard: ShardId,
+    pub epoch: Epoch,
+}
 
 impl<B: Behaviour> Message for Envelope<B> {
     type Result = Result<B::Reply, Error>;
@@ -31,6 +43,9 @@ pub(crate) struct EntityActor<B: Behaviour> {
     slot: Arc<Slot>,
     /// `None` until loaded from the store, and again after a failed or fenced write.
     loaded: Option<(B::State, u64)>,
+    /// The ownership epoch the state was loaded under: a command admitted under another one
+    /// reloads first (someone else may have owned the entity in between).
+    loaded_epoch: Epoch,
     passivated: bool,
 }
 
@@ -41,6 +56,7 @@ impl<B: Behaviour> EntityActor<B> {
             engine,
             slot,
             loaded: None,
+            loaded_epoch: Epoch(0),
             passivated: false,
         }
     }
@@ -142,10 +158,17 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
             return Response::Now(Err(Error::Passivated));
         }
         self.slot.touch();
-        let span = tracing::trace_span!(target: "emporium::actor", parent: &msg.1, "actor",
+        let span = tracing::trace_span!(target: "emporium::actor", parent: &msg.span, "actor",
             otel.name = B::KIND, entity.kind = B::KIND, entity.key = %self.key);
+        let fence = msg.fence;
+        if fence.epoch != self.loaded_epoch {
+            self.loaded = None;
+            self.loaded_epoch = fence.epoch;
+        }
         let step = match &self.loaded {
-            Some((state, _)) => span.in_scope(|| B::handle(&self.engine, &self.key, state, msg.0)),
+            Some((state, _)) => {
+                span.in_scope(|| B::handle(&self.engine, &self.key, state, msg.cmd))
+            }
             None => {
                 let (engine, key) = (self.engine.clone(), self.key.clone());
                 return self.atomic(
@@ -154,11 +177,11 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
                             Ok(loaded) => loaded,
                             Err(e) => return (None, Err(e)),
                         };
-                        let outcome = match B::handle(&engine, &key, &state, msg.0) {
+                        let outcome = match B::handle(&engine, &key, &state, msg.cmd) {
                             Step::Ready(result) => result,
                             Step::Async(fut) => fut.await,
                         };
-                        settle::<B>(engine, key, state, version, outcome).await
+                        settle::<B>(engine, key, fence, state, version, outcome).await
                     }
                     .instrument(span),
                 );
@@ -184,7 +207,7 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
                             Step::Ready(result) => result,
                             Step::Async(fut) => fut.await,
                         };
-                        settle::<B>(engine, key, state, version, outcome).await
+                        settle::<B>(engine, key, fence, state, version, outcome).await
                     }
                     .instrument(span),
                 )
@@ -198,6 +221,7 @@ impl<B: Behaviour> Handler<Envelope<B>> for EntityActor<B> {
 async fn settle<B: Behaviour>(
     engine: Engine,
     key: String,
+    fence: Fence,
     state: B::State,
     version: u64,
     outcome: Result<super::Outcome<B::State, B::Reply>, Error>,
@@ -216,10 +240,18 @@ async fn settle<B: Behaviour>(
         Ok(data) => data,
         Err(e) => return (Some((state, version)), Err(e)),
     };
+    // Only the current owner writes, and only while its claim holds (a node that was paused past
+    // its lease must not write what it computed before).
+    if !engine.ownership().may_write(fence.shard, fence.epoch) {
+        tracing::warn!(kind = B::KIND, key = %key, shard = fence.shard.0, epoch = fence.epoch.0,
+            "write refused: this node no longer owns the shard");
+        return (None, Err(Error::Fenced(format!("{} {key}", B::KIND))));
+    }
     let write = SnapshotWrite {
         kind: B::KIND,
         key: key.clone(),
         expected: version,
+        epoch: fence.epoch.0,
         owner: B::owner(&new_state),
         data,
         outbox: outcome.outbox,
@@ -254,6 +286,7 @@ async fn settle<B: Behaviour>(
             (None, Ok(outcome.reply))
         }
         Err(StoreError::Conflict { .. }) => {
+            engine.ownership().record_fenced_write();
             tracing::warn!(kind = B::KIND, key = %key, "stale write fenced; giving the entity up");
             (None, Err(Error::Fenced(format!("{} {key}", B::KIND))))
         }

@@ -5,7 +5,7 @@
 mod entity;
 mod registry;
 
-pub(crate) use entity::{load, Envelope};
+pub(crate) use entity::{load, Envelope, Fence};
 pub use registry::KindStats;
 pub(crate) use registry::Registry;
 
@@ -72,8 +72,9 @@ pub(crate) enum Step<S, R> {
 pub(crate) trait Behaviour: Sized + Unpin + 'static {
     const KIND: &'static str;
     type State: Default + Clone + Serialize + DeserializeOwned + Unpin + 'static;
-    type Command: Clone + Send + 'static;
-    type Reply: Send + 'static;
+    /// Commands and replies travel to and from other nodes when the entity lives there.
+    type Command: Clone + Send + Serialize + DeserializeOwned + 'static;
+    type Reply: Send + Serialize + DeserializeOwned + 'static;
 
     /// The secondary key the store indexes the snapshot by (an order's user).
     fn owner(_state: &Self::State) -> Option<String> {

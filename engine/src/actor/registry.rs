@@ -7,6 +7,8 @@ use actix::{Actor, Addr};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use emporium_cluster::ShardId;
+
 use super::entity::{EntityActor, Envelope, Passivate};
 use super::Behaviour;
 use crate::Engine;
@@ -38,6 +40,8 @@ impl KindStats {
 /// Shared between an actor and its registry entry.
 pub(crate) struct Slot {
     pub generation: u64,
+    /// The shard the entity is placed on (an order's is its user's), so a handoff finds it.
+    pub shard: ShardId,
     born: Instant,
     last_active_ms: AtomicU64,
 }
@@ -104,6 +108,7 @@ impl<B: Behaviour> Registry<B> {
             Entry::Vacant(v) => {
                 let slot = Arc::new(Slot {
                     generation: self.generations.fetch_add(1, Ordering::Relaxed),
+                    shard: msg.fence.shard,
                     born: Instant::now(),
                     last_active_ms: AtomicU64::new(0),
                 });
@@ -122,6 +127,19 @@ impl<B: Behaviour> Registry<B> {
     pub fn remove(&self, key: &str, generation: u64) {
         self.live
             .remove_if(key, |_, e| e.slot.generation == generation);
+    }
+
+    /// Asks every actor placed on one of `shards` to passivate (a handoff: their state is durable;
+    /// the next owner activates them from the store).
+    pub fn passivate_shards(&self, shards: &std::collections::HashSet<ShardId>) -> usize {
+        let mut n = 0;
+        for entry in self.live.iter() {
+            if shards.contains(&entry.slot.shard) {
+                entry.addr.do_send(Passivate);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Asks the `n` least recently used actors to passivate.

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::actor::{Behaviour, Outcome, Registry, Step};
 use crate::cart::{CartCommand, CartState};
 use crate::catalog::Product;
@@ -13,14 +15,14 @@ use super::checkout::{self, CheckoutOutcome, CheckoutRequest};
 
 pub(crate) struct CartEntity;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum CartMsg {
     Get,
     Change(CartCommand),
     Checkout(CheckoutRequest),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum CartReply {
     /// Shared with the actor: a read costs a reference count, not a copy of the cart.
     State(Arc<CartState>),

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::actor::Outcome;
@@ -18,7 +19,7 @@ use super::cart::CartReply;
 /// Namespace of order ids derived from idempotency keys (UUID v5).
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f1e_2c8a_4b3d_4e5f_9a7b_1c2d_3e4f_5a6b);
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CheckoutRequest {
     /// The client's `Idempotency-Key`: the same key from the same user yields the same order.
     pub idempotency_key: Option<String>,
@@ -26,7 +27,7 @@ pub struct CheckoutRequest {
     pub card: Option<Card>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckoutOutcome {
     pub order: Order,
     /// False when an earlier checkout with the same idempotency key made the order.

@@ -7,7 +7,7 @@ use crate::{codec, Engine, Error};
 
 pub(crate) struct InventoryEntity;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum InventoryMsg {
     Change(InventoryCommand),
 }

@@ -2,6 +2,7 @@
 //! outbox event in one write; cancelling releases the stock after that write is durable.
 
 use emporium_persistence::OutboxEntry;
+use serde::{Deserialize, Serialize};
 
 use crate::actor::{Behaviour, Effect, Outcome, Registry, Step};
 use crate::clock::now_ms;
@@ -10,7 +11,7 @@ use crate::{codec, Engine, Error};
 
 pub(crate) struct OrderEntity;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum OrderMsg {
     /// Stores a new order; if it exists already, returns it unchanged (idempotent create).
     Create(Order),
@@ -22,7 +23,7 @@ pub(crate) enum OrderMsg {
 }
 
 /// The order, and whether this command created it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct OrderReply {
     pub order: Order,
     pub created: bool,

@@ -8,7 +8,7 @@ use crate::{Engine, Error};
 
 pub(crate) struct UserEntity;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum UserMsg {
     Register(UserAccount),
 }

@@ -1,11 +1,13 @@
 //! The MongoDB-compatible backend (MongoDB, Amazon DocumentDB, FerretDB; SecantusDB in tests), on
 //! the official async `mongodb` driver.
 //!
-//! Solves: the three storage traits with the same semantics as the sled backend, using only
-//! commands every target supports (insert, update, find, delete, count, createIndexes). A snapshot
-//! and the outbox events it produced are ONE document (`snapshots`, events in its `outbox` array),
-//! so the conditional save is a single-document atomic write: no multi-document transactions,
-//! and a refused write leaves no events. Writes use write concern `majority` with `j: true`, so
+//! Solves: the three storage traits with the same semantics as the sled backend, and
+//! [`Leases`](crate::Leases) (node generations and shard ownership for a cluster sharing the
+//! store), using only commands every target supports (insert, update, findAndModify, find,
+//! delete, count, createIndexes). A snapshot and the outbox events it produced are ONE document
+//! (`snapshots`, events in its `outbox` array), so the conditional save (version and shard epoch)
+//! is a single-document atomic write: no multi-document transactions, and a refused write leaves
+//! no events. Writes use write concern `majority` with `j: true`, so
 //! `Ok` means durable. A store that is down answers [`Error::Unavailable`] within the server
 //! selection timeout (3 s unless the URI says otherwise); one that stops answering, within the
 //! operation timeout ([`OPERATION_TIMEOUT`]): never a hang.
@@ -17,6 +19,7 @@
 
 mod catalog;
 mod errors;
+mod leases;
 mod outbox;
 mod snapshots;
 
@@ -44,8 +47,10 @@ const CLAIM_LEASE: Duration = Duration::from_secs(30);
 const SNAPSHOTS: &str = "snapshots";
 const DELIVERED: &str = "outbox_delivered";
 const PRODUCTS: &str = "products";
+const NODES: &str = "nodes";
+const SHARDS: &str = "shards";
 
-/// Snapshots, outbox and catalog in one MongoDB-compatible database. Cheap to clone (the driver's
+/// Snapshots, outbox, catalog and leases in one MongoDB-compatible database. Cheap to clone (the driver's
 /// client is a handle to a shared connection pool).
 #[derive(Clone)]
 pub struct MongoStore {
@@ -54,6 +59,8 @@ pub struct MongoStore {
     snapshots: Collection<Document>,
     delivered: Collection<Document>,
     products: Collection<Document>,
+    nodes: Collection<Document>,
+    shards: Collection<Document>,
     operation_timeout: Duration,
     /// Who this store is when it claims outbox documents (unique per process).
     claimer: String,
@@ -101,6 +108,8 @@ impl MongoStore {
             snapshots: db.collection(SNAPSHOTS),
             delivered: db.collection(DELIVERED),
             products: db.collection(PRODUCTS),
+            nodes: db.collection(NODES),
+            shards: db.collection(SHARDS),
             db,
             db_name,
             operation_timeout: OPERATION_TIMEOUT,

@@ -3,8 +3,12 @@
 //! single-document atomic write.
 //!
 //! The compare-and-set is the write's filter: `expected == 0` is an insert (the unique `_id`
-//! refuses a second creator), otherwise an update matching `{_id, version: expected}`. Documents
-//! carry `format` (the envelope version) and decode through a `match` on it.
+//! refuses a second creator), otherwise an update matching `{_id, version: expected, shard_epoch:
+//! {$not: {$gt: epoch}}}`. `shard_epoch` is the epoch of the shard ownership the entity was last
+//! written under; `$not: {$gt}` also matches documents written before it existed (no field), and
+//! every successful write sets it, so a node that lost the shard (an older epoch) is fenced even
+//! when it holds the right version. Documents carry `format` (the envelope version) and decode
+//! through a `match` on it.
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -72,23 +76,37 @@ fn decode(doc: &Document) -> Result<Snapshot, Error> {
 }
 
 impl MongoStore {
-    /// The version stored now (0 when absent), without the data.
-    async fn stored_version(&self, kind: &str, key: &str) -> Result<u64, Error> {
+    /// The version and shard epoch stored now ((0, 0) when absent; epoch 0 when written before
+    /// fencing existed), without the data.
+    async fn stored_version(&self, kind: &str, key: &str) -> Result<(u64, u64), Error> {
         let id = doc_id(kind, key);
         let found = self
             .snapshots
             .find_one(doc! { "_id": &id })
-            .projection(doc! { "_id": 0, "version": 1 })
+            .projection(doc! { "_id": 0, "version": 1, "shard_epoch": 1 })
             .await
             .map_err(map)?;
-        found.map_or(Ok(0), |d| get_u64(&d, "version", &id))
+        let Some(d) = found else {
+            return Ok((0, 0));
+        };
+        let epoch = match d.get("shard_epoch") {
+            None => 0,
+            Some(_) => get_u64(&d, "shard_epoch", &id)?,
+        };
+        Ok((get_u64(&d, "version", &id)?, epoch))
     }
 
-    /// The error for a refused write: a conflict with what is stored now, or, if that cannot be
-    /// read, `Unavailable` (retryable).
-    async fn conflict(&self, kind: &str, key: &str, expected: u64) -> Error {
+    /// The error for a refused write: fenced by a newer epoch, else a conflict with the version
+    /// stored now, or, if that cannot be read, `Unavailable` (retryable).
+    async fn refused(&self, kind: &str, key: &str, expected: u64, epoch: u64) -> Error {
         match self.stored_version(kind, key).await {
-            Ok(found) => Error::Conflict {
+            Ok((_, found_epoch)) if found_epoch > epoch => Error::Fenced {
+                kind: kind.to_owned(),
+                key: key.to_owned(),
+                epoch,
+                found_epoch,
+            },
+            Ok((found, _)) => Error::Conflict {
                 kind: kind.to_owned(),
                 key: key.to_owned(),
                 expected,
@@ -126,8 +144,8 @@ impl SnapshotStore for MongoStore {
     }
 
     async fn version(&self, kind: &str, key: &str) -> Result<u64, Error> {
-        self.bounded("version", self.stored_version(kind, key))
-            .await
+        let version = async { Ok(self.stored_version(kind, key).await?.0) };
+        self.bounded("version", version).await
     }
 
     async fn save(&self, write: SnapshotWrite) -> Result<u64, Error> {
@@ -136,6 +154,7 @@ impl SnapshotStore for MongoStore {
                 kind,
                 key,
                 expected,
+                epoch,
                 owner,
                 data,
                 outbox,
@@ -156,6 +175,7 @@ impl SnapshotStore for MongoStore {
                     "key": &key,
                     "owner": owner,
                     "version": 1_i64,
+                    "shard_epoch": int(epoch),
                     "format": FORMAT_V1,
                     "data": binary(data),
                     "outbox": events,
@@ -165,13 +185,14 @@ impl SnapshotStore for MongoStore {
                 }
                 return match self.snapshots.insert_one(document).await {
                     Ok(_) => Ok(1),
-                    Err(e) if is_duplicate(&e) => Err(self.conflict(kind, &key, 0).await),
+                    Err(e) if is_duplicate(&e) => Err(self.refused(kind, &key, 0, epoch).await),
                     Err(e) => Err(map(e)),
                 };
             }
             let mut update = doc! {
                 "$set": {
                     "version": int(version),
+                    "shard_epoch": int(epoch),
                     "owner": owner,
                     "format": FORMAT_V1,
                     "data": binary(data),
@@ -183,13 +204,20 @@ impl SnapshotStore for MongoStore {
             }
             let result = self
                 .snapshots
-                .update_one(doc! { "_id": &id, "version": int(expected) }, update)
+                .update_one(
+                    doc! {
+                        "_id": &id,
+                        "version": int(expected),
+                        "shard_epoch": { "$not": { "$gt": int(epoch) } },
+                    },
+                    update,
+                )
                 .await
                 .map_err(map)?;
             if result.matched_count == 1 {
                 Ok(version)
             } else {
-                Err(self.conflict(kind, &key, expected).await)
+                Err(self.refused(kind, &key, expected, epoch).await)
             }
         })
         .await

@@ -244,7 +244,8 @@ impl SnapshotStore for CachedSnapshots {
                 };
                 self.write_through(rkey, &snapshot).await;
             }
-            // A conflict means the cached value is stale. Any other error leaves the store's state
+            // A conflict (or a fenced write: the epoch passes through to the store, which alone
+            // can check it) means the cached value is stale. Any other error leaves the store's state
             // unknown (the write may have applied): invalidate as well.
             Err(_) => self.invalidate(rkey).await,
         }

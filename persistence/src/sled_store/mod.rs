@@ -327,6 +327,7 @@ mod tests {
             kind: "inventory",
             key: "SKU-1".into(),
             expected: 0,
+            epoch: 0,
             owner: None,
             data: vec![7, 8, 9],
             outbox: Vec::new(),

@@ -166,6 +166,8 @@ impl Trees {
 
     pub(super) fn save(&self, write: &SnapshotWrite, ops: &mut Vec<Op>) -> Result<u64, Error> {
         let key = snapshot_key(write.kind, &write.key);
+        // `write.epoch` is ignored: sled serves one node (a cluster needs a shared store), so no
+        // other owner can exist to fence, and the version check alone keeps a single writer.
         // Only this thread writes, so the check and the write below cannot interleave with another.
         let found = self.snapshot_version(&key, &write.key)?;
         if found != write.expected {

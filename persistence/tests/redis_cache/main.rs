@@ -149,6 +149,11 @@ async fn the_snapshot_conformance_suite_passes_through_the_cache() {
     conformance::round_trip(store.as_ref()).await;
     conformance::version_conflict(store.clone()).await;
     conformance::owner_listing(store.as_ref()).await;
+    // The write's shard epoch reaches the store, which fences by it.
+    conformance::a_write_with_the_current_epoch_after_a_takeover_succeeds_and_raises_the_stored_epoch(
+        store.as_ref(),
+    )
+    .await;
     // After the race, the cache agrees with the store on the winner.
     let from_store = inner
         .load("cart", "vc")

@@ -70,6 +70,7 @@ pub fn write(kind: &'static str, key: &str, expected: u64, data: &[u8]) -> Snaps
         kind,
         key: key.to_owned(),
         expected,
+        epoch: 0,
         owner: Some("owner@example.com".into()),
         data: data.to_vec(),
         outbox: vec![],

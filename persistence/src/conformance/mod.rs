@@ -1,6 +1,17 @@
-//! One suite every backend must pass. Call [`run_all`] with a fresh store from a backend's tests.
+//! One suite every backend must pass. Call [`run_all`] with a fresh store from a backend's tests,
+//! and [`run_shared`] as well for a store several nodes can share (epoch fencing and leases).
+
+mod cluster;
 
 use std::sync::Arc;
+
+pub use cluster::{
+    a_second_registration_supersedes_the_first, a_stale_owners_write_is_fenced,
+    a_write_with_the_current_epoch_after_a_takeover_succeeds_and_raises_the_stored_epoch,
+    ensure_shards_is_idempotent_under_concurrent_callers, epoch_fencing, leases, run_shared,
+    transfer_moves_only_shards_still_held_by_the_expected_owner_and_bumps_each_epoch_by_one,
+    two_nodes_claiming_the_same_unowned_shards_at_once_each_shard_ends_with_exactly_one_owner,
+};
 
 use crate::{CatalogStore, Error, Outbox, OutboxEntry, SnapshotStore, SnapshotWrite};
 
@@ -9,6 +20,7 @@ fn write(key: &str, expected: u64, data: &[u8]) -> SnapshotWrite {
         kind: "cart",
         key: key.to_owned(),
         expected,
+        epoch: 0,
         owner: None,
         data: data.to_vec(),
         outbox: Vec::new(),
