@@ -165,6 +165,17 @@ else
   BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/emporium
   # One node on the embedded store: the chart's default values.
   ok "binary with the chart's single-node environment serves" "$PY" scripts/deploy/rendered_env.py "$WORK/default.yaml" Dockerfile "$BIN"
+  # One node in cluster mode, as a release with cluster.enabled renders it (peer DNS, peer
+  # listener, cluster secret, claim TTL, ordinal from HOSTNAME) on a shared store: a throwaway
+  # SecantusDB and a DNS server for the headless Service, both inside the test's namespace.
+  if ! .venv-mongo/bin/python -c 'import secantus' 2>/dev/null; then
+    python3 -m venv .venv-mongo && .venv-mongo/bin/pip install -q secantusdb
+  fi
+  render "$WORK/cluster.yaml" "$CHART" --set cluster.enabled=true --set store.kind=mongodb --set persistence.enabled=false \
+    --set-string 'secrets.storeUrl=mongodb://127.0.0.1:27017/emporium?directConnection=true'
+  ok "binary with the chart's cluster-mode environment serves" "$PY" scripts/deploy/rendered_env.py "$WORK/cluster.yaml" Dockerfile "$BIN" --mongo-python .venv-mongo/bin/python
+  bad=$(copy "$WORK/cluster.yaml"); sed -i 's/^  EMPORIUM_PEER_DNS:/  EMPORIUM_PEER_DNZ:/' "$bad"
+  broken "binary with a cluster setting name it does not know" "$PY" scripts/deploy/rendered_env.py "$bad" Dockerfile "$BIN" --mongo-python .venv-mongo/bin/python
   bad=$(copy "$WORK/default.yaml"); sed -i 's/^  EMPORIUM_SHARDS:/  EMPORIUM_SHARDZ:/' "$bad"
   broken "binary with a setting name it does not know" "$PY" scripts/deploy/rendered_env.py "$bad" Dockerfile "$BIN"
   bad=$(copy "$WORK/default.yaml"); sed -i 's|path: /healthz|path: /health|' "$bad"

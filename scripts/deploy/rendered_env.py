@@ -14,7 +14,13 @@ liveness probes' paths answer 200 on the container port they name, that the cata
 that on SIGTERM /readyz turns 503 within a second and the process exits by itself within the
 pod's terminationGracePeriodSeconds.
 
-Usage: rendered_env.py RENDERED.yaml DOCKERFILE BINARY
+In cluster mode (the rendering sets EMPORIUM_PEER_DNS) the namespace also gets what the cluster
+would give the pod: a DNS server for the headless Service's records (A per pod, SRV
+_peer._tcp.<service>) behind a private /etc/resolv.conf, and the shared store the rendered
+EMPORIUM_STORE names, when that is a loopback mongodb:// URI (a throwaway SecantusDB started with
+--mongo-python).
+
+Usage: rendered_env.py RENDERED.yaml DOCKERFILE BINARY [--mongo-python PYTHON]
 """
 import json
 import os
@@ -28,6 +34,8 @@ import time
 import urllib.error
 import urllib.request
 import base64
+import re
+import socket
 
 import yaml
 
@@ -124,10 +132,62 @@ def get(port, path, timeout=2):
         return None, b""
 
 
+def wait_port(port, what, proc=None, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            fail(f"{what} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    fail(f"{what} not listening on {port} after {seconds} s")
+
+
+def cluster_services(spec, helpers):
+    """The headless Service's DNS and the shared store, inside the namespace."""
+    env = spec["env"]
+    dns = env.get("EMPORIUM_PEER_DNS")
+    if dns:
+        here = os.path.dirname(os.path.abspath(__file__))
+        resolv = os.path.join(spec["stage"], "resolv.conf")
+        with open(resolv, "w") as f:
+            f.write("nameserver 127.0.0.1\n")
+        os.chmod(resolv, 0o644)
+        subprocess.run(["mount", "--bind", resolv, "/etc/resolv.conf"], check=True)
+        # Pod 0 is this process's loopback address in the namespace.
+        helpers.append(subprocess.Popen([sys.executable, os.path.join(here, "dns_stub.py"), "127.0.0.1", "53",
+                                         dns, spec["name"], "peer", str(spec["ports"]["peer"]), "127.0.0.1"]))
+        print(f"rendered-env: DNS for {dns} (A, SRV _peer._tcp) on 127.0.0.1:53")
+    store = env.get("EMPORIUM_STORE", "")
+    m = re.match(r"mongodb://(?:[^@/]*@)?(127\.0\.0\.1|localhost):(\d+)", store)
+    if store.startswith("mongodb://"):
+        if not m or not spec.get("mongo_python"):
+            fail("a mongodb:// store is started here only on a loopback address with --mongo-python")
+        port = int(m.group(2))
+        proc = subprocess.Popen([spec["mongo_python"], "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+                                 "--storage-path", ":memory:", "--log-level", "WARNING"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        helpers.append(proc)
+        wait_port(port, "SecantusDB", proc)
+        print(f"rendered-env: SecantusDB on 127.0.0.1:{port}")
+
+
 def inside(spec_path):
     """Runs in the private namespaces: sets up the pod's filesystem view and runs the checks."""
     spec = json.load(open(spec_path))
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    helpers = []
+    try:
+        cluster_services(spec, helpers)
+        run_pod(spec)
+    finally:
+        for h in helpers:
+            h.kill()
+            h.wait()
+
+
+def run_pod(spec):
     for path in spec["mounts"]:
         if not os.path.isdir(path):
             # The mount point exists in the image, not on this machine: an empty layer over its
@@ -205,6 +265,10 @@ def main(argv):
     if len(argv) == 3 and argv[1] == "--inside":
         inside(argv[2])
         return 0
+    mongo_python = None
+    if len(argv) == 6 and argv[4] == "--mongo-python":
+        mongo_python = os.path.abspath(argv[5])
+        argv = argv[:4]
     if len(argv) != 4:
         print(__doc__, file=sys.stderr)
         return 2
@@ -228,7 +292,8 @@ def main(argv):
     os.makedirs(os.path.dirname(exe))
     shutil.copy(binary, exe)
     os.chmod(exe, 0o755)
-    spec = {**proc, "env": env, "cmd": [exe] + entrypoint[1:] + proc["args"], "log": os.path.join(tmp, "emporium.log")}
+    spec = {**proc, "env": env, "cmd": [exe] + entrypoint[1:] + proc["args"], "log": os.path.join(tmp, "emporium.log"),
+            "stage": tmp, "mongo_python": mongo_python}
     print("rendered-env: command:", " ".join(entrypoint + proc["args"]), f"(as {proc['uid']}:{proc['gid']})")
     print("rendered-env: environment:", ", ".join(f"{k}={'***' if 'SECRET' in k or 'URL' in k or k == 'EMPORIUM_STORE' and '://' in v else v}" for k, v in sorted(env.items())))
     with open(os.path.join(tmp, "spec.json"), "w") as f:
