@@ -148,6 +148,16 @@ broken "Argo CD Application pointing at a missing chart" "$PY" scripts/deploy/ar
 bad=$(copy deploy/argocd/emporium.yaml); sed -i 's|- name: store.caConfigMap|- name: store.caConfigMapp|' "$bad"
 broken "Argo CD Application with a parameter the schema refuses" "$PY" scripts/deploy/argocd_check.py "$bad" "$HELM" "$VBIN/kubernetes-validate"
 
+bump_check() { # the release workflow's image bump leaves a valid Application naming the new image
+  local app=$1
+  "$PY" scripts/deploy/bump_image.py "$app" 9.8.7 "sha256:$(printf '%064d' 7)" \
+    && grep -q 'value: "9.8.7"' "$app" \
+    && "$PY" scripts/deploy/argocd_check.py "$app" "$HELM" "$VBIN/kubernetes-validate"
+}
+ok "release workflow's image bump of the Application" bump_check "$(copy deploy/argocd/emporium.yaml)"
+bad=$(copy deploy/argocd/emporium.yaml); sed -i 's/- name: image.tag$/- name: image.version/' "$bad"
+broken "image bump of an Application without image.tag" bump_check "$bad"
+
 # ---------------------------------------------------------------------------------------------
 section "documentation"
 ok "docs/deploy-aws.md names only what the repository has" "$PY" scripts/deploy/doc_check.py docs/deploy-aws.md
