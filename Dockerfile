@@ -12,7 +12,7 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 FROM ${RUST_IMAGE} AS chef
 # The image's toolchain is the one rust-toolchain.toml pins; this stops rustup fetching extra components.
 ENV RUSTUP_TOOLCHAIN=1.95.0
-RUN cargo install cargo-chef --version 0.1.71 --locked
+RUN cargo install cargo-chef --version 0.1.78 --locked
 WORKDIR /src
 
 FROM chef AS planner
