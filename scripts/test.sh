@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: formatting, lints, then every test of the workspace
-# (unit, conformance and the black-box scenarios that start real `emporium` processes on
-# 127.0.0.1). Installs what it needs; safe to run repeatedly.
+# The whole test suite, from a fresh clone: the deployment checks, formatting, lints, then every
+# test of the workspace (unit, conformance and the black-box scenarios that start real `emporium`
+# processes on 127.0.0.1). Installs what it needs; safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,9 @@ log "backing services"
 bash scripts/services.sh
 # The tests find them at the addresses above unless EMP_TEST_MONGO_URI, EMP_TEST_REDIS_URL,
 # EMP_TEST_AMQP_URL or EMP_TEST_SECANTUS say otherwise (defaults in persistence/src/testkit).
+
+log "deployment files (image, chart, terraform, workflows; scripts/check-deploy.sh)"
+bash scripts/check-deploy.sh
 
 log "toolchain"
 rustup show active-toolchain 2>/dev/null || true
