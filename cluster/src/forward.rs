@@ -17,6 +17,8 @@ pub struct Forward {
     pub hops: u8,
     /// The command, in the engine's own encoding.
     pub command: Vec<u8>,
+    /// Issued by a command in flight here (see [`crate::ShardState::route`]).
+    pub nested: bool,
 }
 
 /// Why a forwarded command has no reply, classified by whether a retry is safe.

@@ -3,7 +3,7 @@
 //! read from the store or heard from peers and performs the [`Action`] it returns.
 //!
 //! ```text
-//!            record: owner = me                 release(to)            drained
+//!            record: owner = me                 release(to)            drained (closed)
 //!  Unknown ─────────────────────────► Serving ─────────────► Draining ─────────► (transfer written)
 //!  Unowned                              ▲  │                    │                  record: owner = to
 //!  Remote  ◄────────────────────────────┼──┘ record: owner ≠ me,│                        │
@@ -28,8 +28,13 @@ pub enum ShardState {
     /// This node owns it and serves it.
     Serving { epoch: Epoch },
     /// This node is handing it to `to` (`None`: releasing it): new commands wait, commands in
-    /// flight finish and may still write.
-    Draining { epoch: Epoch, to: Option<NodeId> },
+    /// flight finish and may still write, and so may the commands they issue until the drain
+    /// completes and `closed` is set (then the transfer is written and everything waits).
+    Draining {
+        epoch: Epoch,
+        to: Option<NodeId>,
+        closed: bool,
+    },
 }
 
 /// What happened to the shard.
@@ -81,10 +86,18 @@ impl ShardState {
         matches!(self, Self::Serving { .. } | Self::Draining { .. })
     }
 
-    /// Where a new command goes. `claim_valid` is whether this node's lease still holds.
-    pub fn route(&self, claim_valid: bool) -> Route {
+    /// Where a new command goes. `claim_valid` is whether this node's lease still holds;
+    /// `nested` whether a command already in flight here issues it (a checkout reserving stock):
+    /// a draining shard still serves those, since the drain waits for the command that issued
+    /// them (holding them would hold the drain until the hold bound).
+    pub fn route(&self, claim_valid: bool, nested: bool) -> Route {
         match *self {
             Self::Serving { epoch } if claim_valid => Route::Local(epoch),
+            Self::Draining {
+                epoch,
+                closed: false,
+                ..
+            } if claim_valid && nested => Route::Local(epoch),
             Self::Remote { owner, .. } => Route::Forward(owner),
             Self::Serving { .. } | Self::Draining { .. } | Self::Unowned { .. } | Self::Unknown => {
                 Route::Wait
@@ -131,13 +144,25 @@ pub fn step(me: NodeId, state: ShardState, event: Event) -> (ShardState, Option<
             (next, action)
         }
         Event::Release { to } => match state {
-            ShardState::Serving { epoch } if to != Some(me) => {
-                (ShardState::Draining { epoch, to }, Some(Action::Drain))
-            }
+            ShardState::Serving { epoch } if to != Some(me) => (
+                ShardState::Draining {
+                    epoch,
+                    to,
+                    closed: false,
+                },
+                Some(Action::Drain),
+            ),
             _ => (state, None),
         },
         Event::Drained => match state {
-            ShardState::Draining { to, .. } => (state, Some(Action::Transfer { to })),
+            ShardState::Draining { epoch, to, .. } => (
+                ShardState::Draining {
+                    epoch,
+                    to,
+                    closed: true,
+                },
+                Some(Action::Transfer { to }),
+            ),
             _ => (state, None),
         },
         Event::TransferFailed => match state {
@@ -174,9 +199,9 @@ mod tests {
         let (s, a) = step(ME, ShardState::Unknown, rec(Some(ME), 3));
         assert_eq!(s, ShardState::Serving { epoch: Epoch(3) });
         assert_eq!(a, None);
-        assert_eq!(s.route(true), Route::Local(Epoch(3)));
+        assert_eq!(s.route(true, false), Route::Local(Epoch(3)));
         // A lapsed claim serves nothing, even a shard it still holds.
-        assert_eq!(s.route(false), Route::Wait);
+        assert_eq!(s.route(false, false), Route::Wait);
     }
 
     #[test]
@@ -186,7 +211,7 @@ mod tests {
             generation: 3,
         };
         let (s, _) = step(ME, ShardState::Unknown, rec(Some(old), 3));
-        assert_eq!(s.route(true), Route::Forward(1));
+        assert_eq!(s.route(true, false), Route::Forward(1));
         assert!(!s.may_write(Epoch(3), true));
     }
 
@@ -206,14 +231,29 @@ mod tests {
         let serving = ShardState::Serving { epoch: Epoch(5) };
         let (draining, a) = step(ME, serving, Event::Release { to: Some(OTHER) });
         assert_eq!(a, Some(Action::Drain));
-        assert_eq!(draining.route(true), Route::Wait, "new commands are held");
+        assert_eq!(
+            draining.route(true, false),
+            Route::Wait,
+            "new commands are held"
+        );
+        assert_eq!(
+            draining.route(true, true),
+            Route::Local(Epoch(5)),
+            "commands issued by the ones in flight are served"
+        );
+        assert_eq!(draining.route(false, true), Route::Wait);
         assert!(draining.may_write(Epoch(5), true), "in-flight ones finish");
-        let (same, a) = step(ME, draining, Event::Drained);
-        assert_eq!(same, draining);
+        let (closed, a) = step(ME, draining, Event::Drained);
         assert_eq!(a, Some(Action::Transfer { to: Some(OTHER) }));
+        assert_eq!(
+            closed.route(true, true),
+            Route::Wait,
+            "once drained, even nested commands wait for the transfer"
+        );
+        assert!(closed.may_write(Epoch(5), true));
         // The transfer this node wrote: its drain passivated already; doing it again is harmless.
         let (remote, a) = step(ME, draining, rec(Some(OTHER), 6));
-        assert_eq!(remote.route(true), Route::Forward(2));
+        assert_eq!(remote.route(true, false), Route::Forward(2));
         assert_eq!(a, Some(Action::Passivate));
         assert!(!remote.may_write(Epoch(5), true));
     }
@@ -223,6 +263,7 @@ mod tests {
         let draining = ShardState::Draining {
             epoch: Epoch(5),
             to: Some(OTHER),
+            closed: true,
         };
         let (s, a) = step(ME, draining, Event::TransferFailed);
         assert_eq!(s, ShardState::Serving { epoch: Epoch(5) });
@@ -256,7 +297,7 @@ mod tests {
     fn losing_a_shard_it_did_not_give_away_drops_its_actors() {
         let serving = ShardState::Serving { epoch: Epoch(5) };
         let (s, a) = step(ME, serving, rec(Some(OTHER), 6));
-        assert_eq!(s.route(true), Route::Forward(2));
+        assert_eq!(s.route(true, false), Route::Forward(2));
         assert_eq!(a, Some(Action::Passivate));
     }
 
@@ -279,12 +320,13 @@ mod tests {
             ShardState::Draining {
                 epoch: Epoch(5),
                 to: None,
+                closed: false,
             },
         ] {
             let (s, a) = step(ME, state, Event::LeaseLapsed);
             assert_eq!(s, ShardState::Unknown);
             assert_eq!(a, Some(Action::Passivate));
-            assert_eq!(s.route(true), Route::Wait);
+            assert_eq!(s.route(true, false), Route::Wait);
             assert!(!s.may_write(Epoch(5), true));
         }
         let remote = ShardState::Remote {
@@ -299,8 +341,8 @@ mod tests {
         let (s, a) = step(ME, ShardState::Unknown, rec(None, 2));
         assert_eq!(s, ShardState::Unowned { epoch: Epoch(2) });
         assert_eq!(a, None);
-        assert_eq!(s.route(true), Route::Wait);
+        assert_eq!(s.route(true, false), Route::Wait);
         let (s, _) = step(ME, s, rec(Some(ME), 3));
-        assert_eq!(s.route(true), Route::Local(Epoch(3)));
+        assert_eq!(s.route(true, false), Route::Local(Epoch(3)));
     }
 }

@@ -51,6 +51,8 @@ struct Known {
     nodes: Vec<NodeRecord>,
     records: Vec<ShardRecord>,
     discovered: BTreeMap<u32, SocketAddr>,
+    /// The address the peer link uses for each peer.
+    peers: BTreeMap<u32, SocketAddr>,
     shards_read: Option<Instant>,
 }
 
@@ -233,11 +235,21 @@ impl Node {
         .await;
         self.nudge();
         let deadline = tokio::time::Instant::now() + bound;
+        // A peer that read the membership just before this node said it was leaving may still
+        // hand it shards: done only once it has owned nothing for a few reconcile rounds.
+        let settle = self.0.options.reconcile_every * 4;
+        let mut empty_since: Option<tokio::time::Instant> = None;
         loop {
+            let now = tokio::time::Instant::now();
             if self.0.ownership.owned().is_empty() {
-                return true;
+                let since = *empty_since.get_or_insert(now);
+                if now.duration_since(since) >= settle {
+                    return true;
+                }
+            } else {
+                empty_since = None;
             }
-            if tokio::time::Instant::now() >= deadline {
+            if now >= deadline {
                 return false;
             }
             self.0
@@ -317,15 +329,8 @@ impl Node {
             let current = discovery.borrow_and_update().clone();
             {
                 let mut known = self.lock_known();
-                for (ordinal, addr) in &current {
-                    if known.discovered.get(ordinal) != Some(addr) {
-                        self.0.client.set_peer(*ordinal, *addr);
-                    }
-                }
-                for gone in known.discovered.keys().filter(|o| !current.contains_key(o)) {
-                    self.0.client.remove_peer(*gone);
-                }
                 known.discovered = current;
+                self.update_peers(&mut known);
             }
             self.0.reread.store(true, Ordering::Release);
             self.nudge();
@@ -333,6 +338,30 @@ impl Node {
                 return;
             }
         }
+    }
+
+    /// Where each peer is reached: the address its current generation registered (it knows
+    /// its own address, and a restarted pod's new address is there before DNS has it), else the
+    /// one discovery found.
+    fn update_peers(&self, known: &mut Known) {
+        let mut wanted: BTreeMap<u32, SocketAddr> = known.discovered.clone();
+        for n in &known.nodes {
+            if let Ok(addr) = n.address.parse::<SocketAddr>() {
+                if !addr.ip().is_unspecified() {
+                    wanted.insert(n.ordinal, addr);
+                }
+            }
+        }
+        wanted.remove(&self.me().ordinal);
+        for (ordinal, addr) in &wanted {
+            if known.peers.get(ordinal) != Some(addr) {
+                self.0.client.set_peer(*ordinal, *addr);
+            }
+        }
+        for gone in known.peers.keys().filter(|o| !wanted.contains_key(o)) {
+            self.0.client.remove_peer(*gone);
+        }
+        known.peers = wanted;
     }
 
     async fn reconcile_loop(self) {
@@ -368,6 +397,7 @@ impl Node {
         {
             let mut known = self.lock_known();
             known.nodes = nodes;
+            self.update_peers(&mut known);
             if let Some(records) = records {
                 known.records = records;
                 known.shards_read = Some(Instant::now());
@@ -437,76 +467,90 @@ impl Node {
                 Err(e) => tracing::warn!(error = %e, "claiming shards failed"),
             }
         }
-        for (to, shards) in plan.handoffs {
-            written.extend(self.hand_off(to, shards).await);
-        }
+        written.extend(self.hand_off(plan.handoffs).await);
         written
     }
 
-    /// One handoff: hold new commands, drain, passivate, transfer, announce.
-    async fn hand_off(&self, to: Option<NodeRef>, shards: Vec<u32>) -> Vec<OwnerChange> {
+    /// The handoffs of one plan: hold new commands for every shard leaving → drain them all
+    /// together (a command in flight on one may issue commands to another, which are served
+    /// until all are idle at once) → passivate their actors → one conditional transfer per
+    /// destination, written concurrently.
+    async fn hand_off(&self, handoffs: BTreeMap<Option<NodeRef>, Vec<u32>>) -> Vec<OwnerChange> {
         let started = Instant::now();
         let me = node_ref(self.me());
-        let target = to.map(|t| NodeId {
-            ordinal: t.ordinal,
-            generation: t.generation,
-        });
-        let ids: Vec<ShardId> = shards
-            .iter()
-            .map(|s| ShardId(*s))
-            .filter(|s| {
-                self.0.ownership.apply(*s, Event::Release { to: target }) == Some(Action::Drain)
-            })
-            .collect();
-        if ids.is_empty() {
+        let mut batches: Vec<(Option<NodeRef>, Vec<ShardId>)> = Vec::new();
+        for (to, shards) in handoffs {
+            let target = to.map(|t| NodeId {
+                ordinal: t.ordinal,
+                generation: t.generation,
+            });
+            let ids: Vec<ShardId> = shards
+                .iter()
+                .map(|s| ShardId(*s))
+                .filter(|s| {
+                    self.0.ownership.apply(*s, Event::Release { to: target }) == Some(Action::Drain)
+                })
+                .collect();
+            if !ids.is_empty() {
+                batches.push((to, ids));
+            }
+        }
+        let all: Vec<ShardId> = batches.iter().flat_map(|(_, ids)| ids.clone()).collect();
+        if all.is_empty() {
             return Vec::new();
         }
-        let bound = self.0.options.drain_bound;
-        let drains = ids.iter().map(|s| self.0.ownership.drain(*s, bound));
-        let drained = futures_util::future::join_all(drains).await;
-        let stuck = drained.iter().filter(|ok| !**ok).count();
-        if stuck > 0 {
-            tracing::warn!(stuck, "commands still in flight after the drain bound; handing off anyway (their writes are fenced)");
+        if !self
+            .0
+            .ownership
+            .drain_all(&all, self.0.options.drain_bound)
+            .await
+        {
+            tracing::warn!(shards = all.len(), "commands still in flight after the drain bound; handing off anyway (their writes are fenced)");
         }
-        self.passivate(ids.iter().copied().collect());
-        for s in &ids {
-            self.0.ownership.apply(*s, Event::Drained);
-        }
-        let raw: Vec<u32> = ids.iter().map(|s| s.0).collect();
-        match self.0.leases.transfer(&raw, Some(me), to).await {
-            Ok(records) => {
-                let changes: Vec<OwnerChange> = records
-                    .iter()
-                    .filter(|r| r.owner == to)
-                    .map(change_of)
-                    .collect();
-                self.apply_changes(&changes);
-                // Shards the transfer did not move (someone else changed them) are re-read.
-                for s in &ids {
-                    self.0.ownership.apply(*s, Event::TransferFailed);
+        self.passivate(all.iter().copied().collect());
+        let writes = batches.iter().map(|(to, ids)| async move {
+            let raw: Vec<u32> = ids.iter().map(|s| s.0).collect();
+            (*to, ids, self.0.leases.transfer(&raw, Some(me), *to).await)
+        });
+        let mut written = Vec::new();
+        for (to, ids, result) in futures_util::future::join_all(writes).await {
+            match result {
+                Ok(records) => {
+                    let changes: Vec<OwnerChange> = records
+                        .iter()
+                        .filter(|r| r.owner == to)
+                        .map(change_of)
+                        .collect();
+                    self.apply_changes(&changes);
+                    // Shards the transfer did not move (someone else changed them) serve
+                    // again until the next read of the store.
+                    for s in ids {
+                        self.0.ownership.apply(*s, Event::TransferFailed);
+                    }
+                    let took = started.elapsed();
+                    self.0.stats.record_handoff(took);
+                    let duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+                    tracing::info!(shards = changes.len(), from = me.ordinal,
+                        to = ?to.map(|t| t.ordinal), duration_ms, "handed off shards");
+                    self.remember(HandoffRecord {
+                        shards: changes.len(),
+                        from: me.ordinal,
+                        to: to.map(|t| t.ordinal),
+                        at_ms: wall_ms(),
+                        duration_ms,
+                    });
+                    written.extend(changes);
                 }
-                let took = started.elapsed();
-                self.0.stats.record_handoff(took);
-                tracing::info!(shards = changes.len(), from = me.ordinal, to = ?to.map(|t| t.ordinal),
-                    epoch_bumped = true, duration_ms = took.as_millis() as u64, "handed off shards");
-                self.remember(HandoffRecord {
-                    shards: changes.len(),
-                    from: me.ordinal,
-                    to: to.map(|t| t.ordinal),
-                    at_ms: wall_ms(),
-                    duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                });
-                changes
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "writing a handoff failed; serving the shards again");
-                for s in &ids {
-                    self.0.ownership.apply(*s, Event::TransferFailed);
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing a handoff failed; serving the shards again");
+                    for s in ids {
+                        self.0.ownership.apply(*s, Event::TransferFailed);
+                    }
+                    self.0.reread.store(true, Ordering::Release);
                 }
-                self.0.reread.store(true, Ordering::Release);
-                Vec::new()
             }
         }
+        written
     }
 
     fn remember(&self, record: HandoffRecord) {
@@ -526,7 +570,7 @@ impl Node {
     pub async fn broadcast(&self, request: PeerRequest) {
         let peers: Vec<u32> = self
             .lock_known()
-            .discovered
+            .peers
             .keys()
             .copied()
             .filter(|o| *o != self.me().ordinal)

@@ -258,7 +258,7 @@ impl Ownership {
 
     /// Admits a command for `shard`: here, at the owner, or after holding it while the shard is
     /// in motion.
-    pub async fn admit(&self, shard: ShardId) -> Result<Admission<'_>, RouteError> {
+    pub async fn admit(&self, shard: ShardId, nested: bool) -> Result<Admission<'_>, RouteError> {
         let inner = &*self.0;
         if inner.single {
             return Ok(Admission::Local(LocalGuard {
@@ -279,7 +279,7 @@ impl Ownership {
                     .state
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match state.route(self.claim_valid()) {
+                match state.route(self.claim_valid(), nested) {
                     Route::Local(epoch) => {
                         // Counted under the state's lock, so a drain that starts after this sees it.
                         slot.inflight.fetch_add(1, Ordering::AcqRel);
@@ -289,6 +289,9 @@ impl Ownership {
                             epoch,
                         }));
                     }
+                    // Owned by an earlier life of this ordinal: nothing to forward to; it
+                    // becomes claimable when that life's lease has run out.
+                    Route::Forward(owner) if owner == inner.ordinal => {}
                     Route::Forward(owner) => return Ok(Admission::Remote { owner }),
                     Route::Wait => {}
                 }
@@ -303,6 +306,8 @@ impl Ownership {
                 Ok(Err(_)) | Err(_) => {
                     if tokio::time::Instant::now() >= deadline {
                         inner.stats.hold_timeouts.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(shard = shard.0, state = ?self.state(shard), nested,
+                            claim_valid = self.claim_valid(), "a held command timed out");
                         return Err(RouteError::InMotion { shard: shard.0 });
                     }
                 }
@@ -317,17 +322,49 @@ impl Ownership {
         let _ = tokio::time::timeout(bound, changes.changed()).await;
     }
 
-    /// Waits until no command is in flight on `shard`, at most `bound`. Returns whether it drained.
-    pub async fn drain(&self, shard: ShardId, bound: Duration) -> bool {
+    /// Waits until no command is in flight on any of the draining `shards` at the same moment
+    /// (at most `bound`), then closes them all (`Event::Drained`) while holding every one of
+    /// their locks — the locks admissions count under — so no command slips in between. Commands
+    /// nested in the ones in flight are still admitted until then, so cross-shard work (a
+    /// checkout reserving stock on another leaving shard) completes instead of waiting for a
+    /// shard that waits for it. Returns whether they drained within the bound.
+    pub async fn drain_all(&self, shards: &[ShardId], bound: Duration) -> bool {
+        let mut shards: Vec<ShardId> = shards.to_vec();
+        shards.sort_unstable();
+        shards.dedup();
+        let slots: Vec<&Slot> = shards
+            .iter()
+            .filter_map(|s| self.0.slots.get(s.0 as usize))
+            .collect();
         let deadline = tokio::time::Instant::now() + bound;
         loop {
             let notified = self.0.drained.notified();
-            if self.inflight(shard) == 0 {
-                return true;
+            {
+                // In shard order, each lock once: admissions take one lock at a time, so this
+                // cannot deadlock with them.
+                let mut guards: Vec<_> = slots
+                    .iter()
+                    .map(|slot| {
+                        slot.state
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    })
+                    .collect();
+                let idle = slots
+                    .iter()
+                    .all(|slot| slot.inflight.load(Ordering::Acquire) == 0);
+                if idle || tokio::time::Instant::now() >= deadline {
+                    let me = self.me();
+                    for state in &mut guards {
+                        let (next, _) = handoff::step(me, **state, Event::Drained);
+                        **state = next;
+                    }
+                    drop(guards);
+                    self.notify();
+                    return idle;
+                }
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.inflight(shard) == 0;
-            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
         }
     }
 
@@ -342,6 +379,13 @@ impl Ownership {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+impl Ownership {
+    async fn admit_test(&self, shard: ShardId) -> Result<Admission<'_>, RouteError> {
+        self.admit(shard, false).await
     }
 }
 
@@ -402,7 +446,7 @@ mod tests {
     #[tokio::test]
     async fn single_node_admits_everything_locally_at_epoch_zero() {
         let t = Ownership::single_node(ShardMap::new(8).unwrap());
-        match t.admit(ShardId(3)).await {
+        match t.admit_test(ShardId(3)).await {
             Ok(Admission::Local(g)) => assert_eq!(g.epoch(), Epoch(0)),
             other => panic!("{other:?}"),
         }
@@ -413,10 +457,9 @@ mod tests {
     async fn a_held_request_is_admitted_when_the_shard_arrives() {
         let t = table();
         let t2 = t.clone();
-        let waiter =
-            tokio::spawn(
-                async move { matches!(t2.admit(ShardId(2)).await, Ok(Admission::Local(_))) },
-            );
+        let waiter = tokio::spawn(async move {
+            matches!(t2.admit_test(ShardId(2)).await, Ok(Admission::Local(_)))
+        });
         tokio::task::yield_now().await;
         mine(&t, 2, 1);
         assert!(waiter.await.unwrap());
@@ -425,9 +468,9 @@ mod tests {
     #[tokio::test]
     async fn a_held_request_times_out_as_retryable_and_the_hold_is_bounded() {
         let t = table();
-        let (a, b, c) = tokio::join!(t.admit(ShardId(0)), t.admit(ShardId(0)), async {
+        let (a, b, c) = tokio::join!(t.admit_test(ShardId(0)), t.admit_test(ShardId(0)), async {
             tokio::task::yield_now().await;
-            t.admit(ShardId(0)).await
+            t.admit_test(ShardId(0)).await
         });
         assert_eq!(a.unwrap_err(), RouteError::InMotion { shard: 0 });
         assert_eq!(b.unwrap_err(), RouteError::InMotion { shard: 0 });
@@ -439,7 +482,7 @@ mod tests {
     async fn a_drain_waits_for_commands_in_flight_and_holds_new_ones() {
         let t = table();
         mine(&t, 1, 3);
-        let guard = match t.admit(ShardId(1)).await {
+        let guard = match t.admit_test(ShardId(1)).await {
             Ok(Admission::Local(g)) => g,
             other => panic!("{other:?}"),
         };
@@ -447,15 +490,52 @@ mod tests {
             t.apply(ShardId(1), Event::Release { to: None }),
             Some(Action::Drain)
         );
-        assert!(!t.drain(ShardId(1), Duration::from_millis(20)).await);
+        assert!(!t.drain_all(&[ShardId(1)], Duration::from_millis(20)).await);
         // The command in flight may still write; a new one is held.
         assert!(t.may_write(ShardId(1), Epoch(3)));
         assert!(matches!(
-            t.admit(ShardId(1)).await,
+            t.admit_test(ShardId(1)).await,
             Err(RouteError::InMotion { .. })
         ));
         drop(guard);
-        assert!(t.drain(ShardId(1), Duration::from_secs(5)).await);
+        assert!(t.drain_all(&[ShardId(1)], Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn shards_drained_together_serve_the_commands_their_commands_issue() {
+        let t = table();
+        mine(&t, 1, 3);
+        mine(&t, 2, 3);
+        // A checkout in flight on shard 1 …
+        let checkout = match t.admit(ShardId(1), false).await {
+            Ok(Admission::Local(g)) => g,
+            other => panic!("{other:?}"),
+        };
+        for s in [1, 2] {
+            t.apply(ShardId(s), Event::Release { to: None });
+        }
+        let t2 = t.clone();
+        let drain = tokio::spawn(async move {
+            t2.drain_all(&[ShardId(1), ShardId(2)], Duration::from_secs(5))
+                .await
+        });
+        tokio::task::yield_now().await;
+        // … reserves stock on shard 2, leaving too: served, not held behind the drain.
+        match t.admit(ShardId(2), true).await {
+            Ok(Admission::Local(reserve)) => drop(reserve),
+            other => panic!("a nested command was not served: {other:?}"),
+        }
+        // A new command is held.
+        assert!(t.admit(ShardId(2), false).await.is_err());
+        drop(checkout);
+        assert!(
+            drain.await.unwrap(),
+            "the drain completes once both are idle"
+        );
+        assert!(
+            t.admit(ShardId(2), true).await.is_err(),
+            "once closed, nested commands wait for the transfer too"
+        );
     }
 
     #[tokio::test]
@@ -466,7 +546,7 @@ mod tests {
         assert!(!t.may_write(ShardId(0), Epoch(2)));
         assert_eq!(t.stats().fenced_writes.load(Ordering::Relaxed), 1);
         assert!(matches!(
-            t.admit(ShardId(0)).await,
+            t.admit_test(ShardId(0)).await,
             Err(RouteError::InMotion { .. })
         ));
     }
@@ -485,7 +565,7 @@ mod tests {
             },
         );
         assert!(matches!(
-            t.admit(ShardId(3)).await,
+            t.admit_test(ShardId(3)).await,
             Ok(Admission::Remote { owner: 2 })
         ));
     }

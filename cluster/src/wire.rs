@@ -40,6 +40,9 @@ pub struct Forwarded {
     pub hops: u8,
     #[serde(with = "serde_bytes")]
     pub command: Vec<u8>,
+    /// Issued by a command in flight on the sender (a checkout reserving stock): a draining
+    /// shard still serves it, since the sender's drain may be waiting for that command.
+    pub nested: bool,
 }
 
 /// News a node tells its peers. A hint only: the shared store stays the truth, so a lost notice
@@ -145,6 +148,7 @@ mod tests {
             epoch: 3,
             hops: 1,
             command: vec![0xaa, 0xbb],
+            nested: true,
         });
         assert_eq!(
             request_hex(&request),
@@ -160,6 +164,7 @@ mod tests {
                 "01",               // hops
                 "0200000000000000",
                 "aabb", // command
+                "01",   // nested
             )
         );
     }

@@ -200,7 +200,7 @@ impl Engine {
             let admission = self
                 .inner
                 .ownership
-                .admit(shard)
+                .admit(shard, crate::actor::is_nested())
                 .await
                 .map_err(|e| match e {
                     RouteError::InMotion { .. } | RouteError::TooManyHeld => {

@@ -65,6 +65,7 @@ impl Engine {
             shard,
             hops: hops + 1,
             command,
+            nested: crate::actor::is_nested(),
         };
         match forwarder.forward(owner, request).await {
             Ok(reply) => Ok(codec::decode::<Result<B::Reply, Error>>(&reply).and_then(|r| r)),
@@ -95,9 +96,26 @@ impl Engine {
         key: &str,
         shard: ShardId,
         hops: u8,
+        nested: bool,
         command: &[u8],
     ) -> Vec<u8> {
         self.inner().forwards.served.fetch_add(1, Ordering::Relaxed);
+        let serve = self.serve_kind(kind, key, shard, hops, command);
+        if nested {
+            crate::actor::nested(serve).await
+        } else {
+            serve.await
+        }
+    }
+
+    async fn serve_kind(
+        &self,
+        kind: &str,
+        key: &str,
+        shard: ShardId,
+        hops: u8,
+        command: &[u8],
+    ) -> Vec<u8> {
         match kind {
             CartEntity::KIND => self.serve::<CartEntity>(key, shard, hops, command).await,
             OrderEntity::KIND => self.serve::<OrderEntity>(key, shard, hops, command).await,

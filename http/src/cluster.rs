@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,7 +145,13 @@ impl Settings {
                     .and_then(emporium_cluster::statefulset_name)
                     .unwrap_or("emporium")
                     .to_owned();
-                let advertise = format!("{statefulset}-{ordinal}.{service}:{}", peer_listen.port());
+                // A specific listen address is the one peers reach; on 0.0.0.0 the pod's DNS
+                // name (peers find its address through discovery).
+                let advertise = if peer_listen.ip().is_unspecified() {
+                    format!("{statefulset}-{ordinal}.{service}:{}", peer_listen.port())
+                } else {
+                    peer_listen.to_string()
+                };
                 let peers = Peers::Dns {
                     service,
                     statefulset,
@@ -184,6 +191,8 @@ pub struct Member {
     pub node: Node,
     pub peer_stop: PeerServerStop,
     pub peer_server: Arc<PeerStats>,
+    /// Peer requests being served now.
+    peer_in_flight: Arc<AtomicUsize>,
     /// Keeps a static peer list's channel open (its receivers end when it is dropped).
     _peers: Option<watch::Sender<BTreeMap<u32, SocketAddr>>>,
 }
@@ -227,16 +236,20 @@ pub async fn join(
         drain_bound: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
     };
-    let host = Arc::new(EngineHost(engine.clone()));
-    let node = Node::start(options, engine.ownership().clone(), leases, host, discovery)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
-    engine.set_forwarder(Arc::new(PeerForwarder(node.clone())));
+    // The peer port listens before this node registers: once it has, other nodes may hand it
+    // shards and forward commands here at once.
+    let joined: Rc<std::cell::OnceCell<Node>> = Rc::default();
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let handler: PeerHandler = {
-        let (engine, node) = (engine.clone(), node.clone());
+        let (engine, joined, in_flight) = (engine.clone(), joined.clone(), in_flight.clone());
         Rc::new(move |_origin, request| {
-            let (engine, node) = (engine.clone(), node.clone());
-            Box::pin(async move { Ok(serve(&engine, &node, request).await) })
+            let (engine, joined) = (engine.clone(), joined.clone());
+            let counted = InFlight::enter(&in_flight);
+            Box::pin(async move {
+                let reply = serve(&engine, joined.get(), request).await;
+                drop(counted);
+                Ok(reply)
+            })
         })
     };
     let server = PeerServer::bind(
@@ -252,22 +265,65 @@ pub async fn join(
     let peer_stop = server.stop_handle();
     let peer_server = server.stats().clone();
     actix_web::rt::spawn(server.run());
+    let host = Arc::new(EngineHost(engine.clone()));
+    let node = Node::start(options, engine.ownership().clone(), leases, host, discovery)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?;
+    let _ = joined.set(node.clone());
+    engine.set_forwarder(Arc::new(PeerForwarder(node.clone())));
     tracing::info!(ordinal = settings.ordinal, peer_listen = %settings.peer_listen,
         advertise = %settings.advertise, "joined the cluster");
     Ok(Member {
         node,
         peer_stop,
         peer_server,
+        peer_in_flight: in_flight,
         _peers: keep,
     })
 }
 
-/// One request from a peer.
-async fn serve(engine: &Engine, node: &Node, request: PeerRequest) -> PeerReply {
+/// Counts a peer request while it is served.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Member {
+    /// Waits (at most `bound`) until no peer request is being served here.
+    pub async fn peers_idle(&self, bound: Duration) {
+        let deadline = std::time::Instant::now() + bound;
+        while self.peer_in_flight.load(Ordering::Acquire) > 0
+            && std::time::Instant::now() < deadline
+        {
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// One request from a peer (`node` is `None` in the moment between binding the peer port and
+/// registering: ownership news then waits for the first read of the store).
+async fn serve(engine: &Engine, node: Option<&Node>, request: PeerRequest) -> PeerReply {
     match request {
         PeerRequest::Forward(f) => PeerReply::Reply(
             engine
-                .serve_forwarded(&f.kind, &f.key, ShardId(f.shard), f.hops, &f.command)
+                .serve_forwarded(
+                    &f.kind,
+                    &f.key,
+                    ShardId(f.shard),
+                    f.hops,
+                    f.nested,
+                    &f.command,
+                )
                 .await,
         ),
         PeerRequest::Notify(Notice::Catalog) => {
@@ -277,7 +333,9 @@ async fn serve(engine: &Engine, node: &Node, request: PeerRequest) -> PeerReply 
             PeerReply::Ack
         }
         PeerRequest::Notify(notice) => {
-            node.on_notice(notice);
+            if let Some(node) = node {
+                node.on_notice(notice);
+            }
             PeerReply::Ack
         }
         PeerRequest::Ping => PeerReply::Pong,
@@ -317,6 +375,7 @@ impl Forwarder for PeerForwarder {
                 epoch: 0,
                 hops: request.hops,
                 command: request.command,
+                nested: request.nested,
             });
             match client.call(owner, &request).await {
                 Ok(PeerReply::Reply(bytes)) => Ok(bytes),

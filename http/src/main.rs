@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use emporium_http::config::{Config, Overrides};
 
+mod status;
+
 /// The request path allocates on every hop; glibc malloc took 19% of the CPU under load.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -38,6 +40,18 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Look at a running cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print a node's view of the cluster (GET /admin/cluster): members, shards per node, shards
+    /// in motion, the last handoffs and forwarding counters.
+    Status(status::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -49,6 +63,21 @@ enum CatalogCommand {
 fn main() -> std::process::ExitCode {
     let telemetry = emporium_http::telemetry::init();
     let cli = Cli::parse();
+    // A client of a running node: it needs none of the server's configuration.
+    if let Some(Command::Cluster {
+        command: ClusterCommand::Status(args),
+    }) = cli.command
+    {
+        let result = actix_web::rt::System::new().block_on(status::run(args));
+        drop(telemetry);
+        return match result {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("emporium: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let overrides = Overrides {
         listen: cli.listen,
         data_dir: cli.data_dir,
@@ -66,6 +95,7 @@ fn main() -> std::process::ExitCode {
             Command::Catalog {
                 command: CatalogCommand::Import { file },
             } => emporium_http::server::import_file(config, &file).await,
+            Command::Cluster { .. } => Ok(()),
         }
     });
     drop(telemetry);

@@ -245,6 +245,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown(&engine, &shutting, member.as_ref(), grace).await;
         handle.stop(true).await;
         if let Some(m) = &member {
+            // Commands peers forwarded here before they learnt of the handoff finish first.
+            m.peers_idle(Duration::from_secs(5)).await;
             m.peer_stop.stop();
         }
     });

@@ -137,16 +137,18 @@ impl<B: Behaviour> EntityActor<B> {
         &mut self,
         work: impl std::future::Future<Output = Settled<B>> + 'static,
     ) -> Response<B> {
-        Response::Later(AtomicResponse::new(Box::pin(work.into_actor(self).map(
-            |(loaded, reply), act, ctx| {
-                let fenced = matches!(reply, Err(Error::Fenced(_)));
-                act.loaded = loaded;
-                if fenced {
-                    act.passivate(ctx);
-                }
-                reply
-            },
-        ))))
+        Response::Later(AtomicResponse::new(Box::pin(
+            super::nested(work)
+                .into_actor(self)
+                .map(|(loaded, reply), act, ctx| {
+                    let fenced = matches!(reply, Err(Error::Fenced(_)));
+                    act.loaded = loaded;
+                    if fenced {
+                        act.passivate(ctx);
+                    }
+                    reply
+                }),
+        )))
     }
 }
 

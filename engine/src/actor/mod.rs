@@ -6,6 +6,24 @@ mod entity;
 mod registry;
 
 pub(crate) use entity::{load, Envelope, Fence};
+
+tokio::task_local! {
+    /// Set while an actor's command runs (and on the owner's side of a command such a command
+    /// forwarded): the commands it issues are nested in it.
+    static NESTED: ();
+}
+
+/// Whether the current task runs inside an entity command.
+pub(crate) fn is_nested() -> bool {
+    NESTED.try_with(|()| ()).is_ok()
+}
+
+/// Runs `work` as part of an entity command: the commands it issues are nested.
+pub(crate) fn nested<F: std::future::Future>(
+    work: F,
+) -> impl std::future::Future<Output = F::Output> {
+    NESTED.scope((), work)
+}
 pub use registry::KindStats;
 pub(crate) use registry::Registry;
 

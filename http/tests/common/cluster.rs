@@ -69,6 +69,20 @@ pub struct TestCluster {
     pub balancer: Balancer,
 }
 
+impl Drop for TestCluster {
+    /// Keeps every node's log under target/cluster-logs/<database>/ for a failed run's reader.
+    fn drop(&mut self) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/cluster-logs")
+            .join(&self.db);
+        if std::fs::create_dir_all(&dir).is_ok() {
+            for (ordinal, node) in &self.nodes {
+                let _ = std::fs::copy(node.log_path(), dir.join(format!("node-{ordinal}.log")));
+            }
+        }
+    }
+}
+
 impl TestCluster {
     /// Starts nodes `0..n` together and waits until every one is ready and every shard has an
     /// owner.
