@@ -235,23 +235,38 @@ impl TestCluster {
         out
     }
 
-    /// Waits until every shard is served by exactly one running node and no node sees a shard
-    /// in motion; returns the shards each node serves.
+    /// How many shards each running node should serve (rendezvous placement over them).
+    pub fn expected_counts(&self) -> BTreeMap<u32, u64> {
+        let mut out: BTreeMap<u32, u64> = self.nodes.keys().map(|o| (*o, 0)).collect();
+        for s in 0..self.opts.shards {
+            let owner = emporium_cluster::ShardMap::desired_owner(
+                emporium_cluster::ShardId(s),
+                self.nodes.keys().copied(),
+            )
+            .unwrap();
+            *out.entry(owner).or_default() += 1;
+        }
+        out
+    }
+
+    /// Waits until every running node serves exactly the shards placement gives it and no node
+    /// sees a shard in motion; returns the shards each node serves.
     pub fn wait_settled(&self, within: Duration) -> BTreeMap<u32, u64> {
         let start = Instant::now();
         let mut last = BTreeMap::new();
+        let expected = self.expected_counts();
         while start.elapsed() < within {
             last = self.shard_counts();
-            let serving: u64 = last.values().map(|(s, _)| s).sum();
-            if last.len() == self.nodes.len()
-                && serving == u64::from(self.opts.shards)
-                && last.values().all(|(_, u)| *u == 0)
-            {
+            let serving: BTreeMap<u32, u64> = last.iter().map(|(o, (s, _))| (*o, *s)).collect();
+            if serving == expected && last.values().all(|(_, u)| *u == 0) {
                 return last.into_iter().map(|(o, (s, _))| (o, s)).collect();
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("cluster not settled within {within:?}: (serving, in motion) per node {last:?}");
+        panic!(
+            "cluster not settled within {within:?}: (serving, in motion) per node {last:?}, \
+             expected serving {expected:?}"
+        );
     }
 
     /// Which node serves each shard, from the first node's `/admin/cluster`.
