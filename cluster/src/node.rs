@@ -260,6 +260,12 @@ impl Node {
     }
 
     async fn renew_now(&self) -> bool {
+        // A claim that lapsed (this process was paused, or could not reach the store) is given
+        // up before it is renewed: the shards may have moved meanwhile, and the table must be
+        // re-read before any of them is served again.
+        if !self.0.ownership.claim_valid() {
+            self.lapse();
+        }
         let sent = Instant::now();
         let ttl = self.0.options.claim_ttl;
         let me = node_ref(self.me());

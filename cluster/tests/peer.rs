@@ -204,6 +204,7 @@ fn forward(key: &str, command: Vec<u8>) -> PeerRequest {
         epoch: 9,
         hops: 0,
         command,
+        nested: false,
     })
 }
 

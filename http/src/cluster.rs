@@ -62,7 +62,10 @@ impl Settings {
     fn resolve(c: &Config, hostname: Option<&str>) -> Result<Option<Self>, String> {
         let (peers, dns) = (c.peers.as_deref(), c.peer_dns.as_deref());
         if peers.is_none() && dns.is_none() {
-            if c.cluster_secret.is_some() || c.peer_listen.is_some() || c.peer_dns_server.is_some()
+            if c.cluster_secret.is_some()
+                || c.peer_listen.is_some()
+                || c.peer_dns_server.is_some()
+                || c.peer_advertise.is_some()
             {
                 return Err(
                     "cluster_secret, peer_listen and peer_dns_server need a way to find \
@@ -161,6 +164,13 @@ impl Settings {
                 (peers, advertise)
             }
             (None, None) => return Ok(None),
+        };
+        let advertise = match &c.peer_advertise {
+            None => advertise,
+            Some(a) => a
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("peer_advertise {a:?} is not an address like 10.1.2.3:7070"))?
+                .to_string(),
         };
         Ok(Some(Self {
             ordinal,

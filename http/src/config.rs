@@ -64,6 +64,9 @@ pub struct Config {
     pub peer_dns_server: Option<String>,
     /// Address of the node-to-node listener (cluster mode; default `0.0.0.0:7070`).
     pub peer_listen: Option<String>,
+    /// The `ip:port` other nodes reach this one's peer listener at (a pod's IP); unset: the
+    /// listen address when it is specific, else the pod's DNS name found through discovery.
+    pub peer_advertise: Option<String>,
     /// Shared secret that authenticates every peer connection (cluster mode; at least 16 bytes).
     pub cluster_secret: Option<String>,
     /// How long a node's claim on its shards lasts without renewal: a node that died or was
@@ -106,6 +109,7 @@ impl Default for Config {
             peer_dns: None,
             peer_dns_server: None,
             peer_listen: None,
+            peer_advertise: None,
             cluster_secret: None,
             claim_ttl_secs: 10,
         }

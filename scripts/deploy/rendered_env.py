@@ -96,7 +96,14 @@ def container_process(docs):
         env.update({k: str(v) for k, v in cm.get("data", {}).items()})
     for e in c.get("env", []):
         if "value" in e:
-            env[e["name"]] = str(e["value"])
+            # Kubernetes expands $(NAME) from variables defined before this one.
+            env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), str(e["value"]))
+            continue
+        field = e.get("valueFrom", {}).get("fieldRef")
+        if field:
+            # The pod's IP is its loopback address in the private network namespace this runs in.
+            known = {"status.podIP": "127.0.0.1", "metadata.name": f"{sts['metadata']['name']}-0"}
+            env[e["name"]] = known.get(field.get("fieldPath")) or fail(f"unsupported fieldRef {field}")
             continue
         ref = e.get("valueFrom", {}).get("secretKeyRef") or fail(f"unsupported env source {e}")
         sec = secrets.get(ref["name"]) or fail(f"env {e['name']} names Secret {ref['name']} that the chart does not render")

@@ -287,7 +287,7 @@ async fn settle<B: Behaviour>(
             tracing::warn!(kind = B::KIND, key = %key, error = %e, "state write failed after the reply's effect was stored");
             (None, Ok(outcome.reply))
         }
-        Err(StoreError::Conflict { .. }) => {
+        Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => {
             engine.ownership().record_fenced_write();
             tracing::warn!(kind = B::KIND, key = %key, "stale write fenced; giving the entity up");
             (None, Err(Error::Fenced(format!("{} {key}", B::KIND))))
