@@ -23,6 +23,7 @@ fn state_machine(c: &mut Criterion) {
                     product_id: "p1".into(),
                     quantity: 1,
                     available: None,
+                    op: None,
                 };
                 if let Ok(events) = cart.apply(&cmd) {
                     for e in events {

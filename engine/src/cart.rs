@@ -12,10 +12,43 @@ pub const MAX_LINES: usize = 500;
 
 /// The strings are shared (`Arc<str>`), so the copy of the state each change makes costs
 /// reference counts, not an allocation per string; they encode exactly as `String`s do.
+/// How long a cart remembers an add's operation id: longer than a forwarded add is sent again
+/// after its outcome was lost (the engine gives up after 20 s).
+pub const OP_MEMORY_MS: u64 = 60_000;
+/// At most this many remembered operations (a cart receiving adds faster than this per minute
+/// forgets the oldest first).
+pub const MAX_OPS: usize = 1024;
+
+/// An add's operation id and when it was issued (milliseconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    pub id: u64,
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartState {
     /// Keyed by SKU, so lines come out sorted by SKU.
     pub lines: BTreeMap<Arc<str>, CartLine>,
+    /// The adds applied in the last [`OP_MEMORY_MS`], oldest first: an add sent again after its
+    /// outcome was lost (a forwarded command whose owner froze) is recognised and not applied
+    /// twice.
+    pub ops: Vec<Op>,
+}
+
+/// The stored layout before carts remembered operation ids.
+#[derive(Deserialize)]
+pub(crate) struct CartStateV1 {
+    lines: BTreeMap<Arc<str>, CartLine>,
+}
+
+impl From<CartStateV1> for CartState {
+    fn from(v1: CartStateV1) -> Self {
+        Self {
+            lines: v1.lines,
+            ops: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,12 +59,14 @@ pub struct CartLine {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CartCommand {
-    /// `available` is the tracked stock of the SKU, `None` when stock is not tracked.
+    /// `available` is the tracked stock of the SKU, `None` when stock is not tracked. `op`, when
+    /// given, makes the add idempotent: an op the cart has applied is not applied again.
     Add {
         sku: String,
         product_id: String,
         quantity: i64,
         available: Option<u64>,
+        op: Option<Op>,
     },
     /// A quantity of 0 or less removes the line.
     SetQuantity {
@@ -56,6 +91,8 @@ pub enum CartEvent {
         sku: String,
     },
     Cleared,
+    /// An add with an operation id was applied.
+    OpApplied(Op),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -83,7 +120,11 @@ impl CartState {
                 product_id,
                 quantity,
                 available,
+                op,
             } => {
+                if op.is_some_and(|op| self.has_op(op.id)) {
+                    return Ok(vec![]);
+                }
                 if !(1..=i64::from(MAX_LINE_QUANTITY)).contains(quantity) {
                     return Err(Error::BadQuantity(*quantity));
                 }
@@ -99,11 +140,13 @@ impl CartState {
                     return Err(Error::BadQuantity(wanted));
                 }
                 check_stock(sku, wanted, *available)?;
-                Ok(vec![CartEvent::QuantityChanged {
+                let mut events = vec![CartEvent::QuantityChanged {
                     sku: sku.clone(),
                     product_id: product_id.clone(),
                     quantity: to_u32(wanted),
-                }])
+                }];
+                events.extend(op.map(CartEvent::OpApplied));
+                Ok(events)
             }
             CartCommand::SetQuantity {
                 sku,
@@ -171,11 +214,24 @@ impl CartState {
                 self.lines.remove(sku.as_str());
             }
             CartEvent::Cleared => self.lines.clear(),
+            CartEvent::OpApplied(op) => {
+                let horizon = op.at_ms.saturating_sub(OP_MEMORY_MS);
+                self.ops.retain(|o| o.at_ms >= horizon);
+                if self.ops.len() >= MAX_OPS {
+                    self.ops.remove(0);
+                }
+                self.ops.push(op);
+            }
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
+    }
+
+    /// Whether the add with operation id `id` was applied (within the remembered window).
+    pub fn has_op(&self, id: u64) -> bool {
+        self.ops.iter().any(|o| o.id == id)
     }
 }
 
@@ -207,7 +263,37 @@ mod tests {
             product_id: format!("p-{sku}"),
             quantity,
             available,
+            op: None,
         }
+    }
+
+    #[test]
+    fn an_add_sent_again_with_its_operation_id_is_applied_once() {
+        let mut cart = CartState::default();
+        let with_op = |id, at_ms| CartCommand::Add {
+            sku: "A".into(),
+            product_id: "p-A".into(),
+            quantity: 1,
+            available: None,
+            op: Some(Op { id, at_ms }),
+        };
+        run(&mut cart, &with_op(7, 1_000)).unwrap();
+        assert!(
+            cart.apply(&with_op(7, 1_000)).unwrap().is_empty(),
+            "a replay changes nothing"
+        );
+        run(&mut cart, &with_op(8, 2_000)).unwrap();
+        assert_eq!(cart.lines["A"].quantity, 2);
+        assert!(cart.has_op(7) && cart.has_op(8));
+        // Many adds within the window are all remembered…
+        for id in 100..400 {
+            run(&mut cart, &with_op(id, 3_000)).unwrap();
+        }
+        assert!(cart.has_op(7) && cart.has_op(399));
+        // … and a minute later the old ones are forgotten.
+        run(&mut cart, &with_op(500, 3_000 + OP_MEMORY_MS)).unwrap();
+        assert!(!cart.has_op(7) && cart.has_op(100) && cart.has_op(500));
+        assert_eq!(cart.ops.len(), 301);
     }
 
     fn run(state: &mut CartState, cmd: &CartCommand) -> Result<(), Error> {
@@ -314,9 +400,21 @@ mod tests {
         for line in cart.lines.values_mut() {
             line.product_id = line.product_id.replace("p-SKU", "p").into();
         }
+        // A cart stored before carts remembered operation ids (format 1) still reads.
         let old_bytes = crate::codec::encode(&old).unwrap();
-        assert_eq!(crate::codec::encode(&cart).unwrap(), old_bytes);
-        assert_eq!(crate::codec::decode::<CartState>(&old_bytes).unwrap(), cart);
+        let stored = std::sync::Arc::new(cart.clone());
+        assert_eq!(
+            crate::codec::decode_stored::<std::sync::Arc<CartState>>(&old_bytes).unwrap(),
+            stored
+        );
+        // Today's layout: format 2, the same lines, then the operation ids.
+        let new_bytes = crate::codec::encode_stored(&stored).unwrap();
+        assert_eq!(new_bytes[0], 2);
+        assert_eq!(&new_bytes[1..old_bytes.len()], &old_bytes[1..]);
+        assert_eq!(
+            crate::codec::decode_stored::<std::sync::Arc<CartState>>(&new_bytes).unwrap(),
+            stored
+        );
     }
 
     #[test]

@@ -24,6 +24,53 @@ pub fn is_newer_format(bytes: &[u8]) -> bool {
     bytes.first().is_some_and(|&marker| marker > FORMAT_V1)
 }
 
+/// An entity state as its actor stores it: the format its layout is written under today, and how
+/// the layouts before it are read (the migration chain).
+pub(crate) trait Stored: Serialize + DeserializeOwned {
+    const FORMAT: u8 = FORMAT_V1;
+
+    /// Reads `body`, written under an earlier `format`.
+    fn upgrade(format: u8, _body: &[u8]) -> Result<Self, Error> {
+        Err(Error::Codec(format!("unknown format marker {format}")))
+    }
+}
+
+pub(crate) fn encode_stored<T: Stored>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut out = encode(value)?;
+    if let Some(marker) = out.first_mut() {
+        *marker = T::FORMAT;
+    }
+    Ok(out)
+}
+
+pub(crate) fn decode_stored<T: Stored>(bytes: &[u8]) -> Result<T, Error> {
+    match bytes.split_first() {
+        Some((&marker, body)) if marker == T::FORMAT => {
+            bincode::deserialize(body).map_err(|e| Error::Codec(e.to_string()))
+        }
+        Some((&marker, body)) => T::upgrade(marker, body),
+        None => Err(Error::Codec("empty record".into())),
+    }
+}
+
+impl Stored for crate::inventory::InventoryState {}
+impl Stored for Option<crate::order::Order> {}
+impl Stored for Option<crate::user::UserAccount> {}
+
+/// Carts remember their recent operation ids from format 2 on.
+impl Stored for std::sync::Arc<crate::cart::CartState> {
+    const FORMAT: u8 = 2;
+
+    fn upgrade(format: u8, body: &[u8]) -> Result<Self, Error> {
+        match format {
+            FORMAT_V1 => bincode::deserialize::<crate::cart::CartStateV1>(body)
+                .map(|v1| std::sync::Arc::new(v1.into()))
+                .map_err(|e| Error::Codec(e.to_string())),
+            other => Err(Error::Codec(format!("unknown cart format marker {other}"))),
+        }
+    }
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     match bytes.split_first() {
         Some((&FORMAT_V1, body)) => {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::MailboxError;
 use emporium_cluster::{Admission, Forwarder, Ownership, RouteError, ShardId};
@@ -13,12 +13,16 @@ use tokio::sync::Notify;
 use crate::actor::{Behaviour, Effect, Envelope, Fence, KindStats, Registry};
 use crate::catalog::Catalog;
 use crate::entities::{CartEntity, InventoryEntity, OrderEntity, UserEntity};
-use crate::forward::ForwardStats;
+use crate::forward::{ForwardStats, NoReply};
 use crate::gate::Gate;
 use crate::Error;
 
 /// How many times a command is re-sent when it meets a passivating or stopped actor.
 const DELIVERY_ATTEMPTS: usize = 5;
+
+/// How long a command whose forwarded attempt got no reply is sent again (when that is safe):
+/// longer than a silent owner's claim lasts by default, so its successor answers.
+const RESEND_BOUND: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -196,6 +200,7 @@ impl Engine {
             return Err(Error::Unavailable("node is shutting down".into()));
         }
         let mut retried = false;
+        let mut resend_until: Option<Instant> = None;
         loop {
             let admission = self
                 .inner
@@ -219,7 +224,7 @@ impl Engine {
                 }
                 Admission::Remote { owner } => {
                     match self.forward::<B>(owner, shard, key, &cmd, hops).await {
-                        Err(crate::forward::Retry) if !retried => {
+                        Err(NoReply::NotSent) if !retried => {
                             // The owner could not be reached: give the table a moment to learn
                             // of a new owner, then try once more.
                             retried = true;
@@ -228,10 +233,26 @@ impl Engine {
                                 .changed_within(Duration::from_secs(1))
                                 .await;
                         }
-                        Err(crate::forward::Retry) => {
+                        Err(NoReply::NotSent) => {
                             return Err(Error::Unavailable(format!(
                                 "node {owner}, which owns this entity, cannot be reached"
                             )))
+                        }
+                        // Sent, and the owner fell silent (frozen, partitioned): a command that
+                        // is safe to send again (an add with its operation id, a read, a set) is
+                        // sent again — to a new owner once the silent one's claim expires — so
+                        // the client gets its real outcome rather than a guess.
+                        Err(NoReply::Unknown(reason)) => {
+                            let deadline =
+                                *resend_until.get_or_insert(Instant::now() + RESEND_BOUND);
+                            if !B::resend_safe(&cmd) || Instant::now() >= deadline {
+                                return Err(Error::Unavailable(reason));
+                            }
+                            tracing::debug!(owner, %reason, "no reply from the owner; sending again");
+                            self.inner
+                                .ownership
+                                .changed_within(Duration::from_secs(1))
+                                .await;
                         }
                         // The node it reached did not own the shard either (its table was behind
                         // a handoff): look again once the tables have caught up.

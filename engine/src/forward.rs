@@ -28,8 +28,13 @@ pub struct ForwardStats {
     pub unknown: AtomicU64,
 }
 
-/// The owner could not be reached, and nothing was sent: the caller may try again.
-pub(crate) struct Retry;
+/// A forwarded command without a reply.
+pub(crate) enum NoReply {
+    /// It never reached the owner: the caller may send it again.
+    NotSent,
+    /// It reached the owner and may have run.
+    Unknown(String),
+}
 
 impl Engine {
     /// Sends a command to the owner of `shard` and decodes its reply.
@@ -40,7 +45,7 @@ impl Engine {
         key: &str,
         cmd: &B::Command,
         hops: u8,
-    ) -> Result<Result<B::Reply, Error>, Retry> {
+    ) -> Result<Result<B::Reply, Error>, NoReply> {
         if hops >= MAX_HOPS {
             return Ok(Err(Error::NotOwner {
                 shard: shard.0,
@@ -72,11 +77,11 @@ impl Engine {
             Err(ForwardError::NotSent { reason, .. }) => {
                 stats.not_sent.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(owner, %reason, "forward not sent");
-                Err(Retry)
+                Err(NoReply::NotSent)
             }
             Err(e @ ForwardError::Unknown { .. }) => {
                 stats.unknown.fetch_add(1, Ordering::Relaxed);
-                Ok(Err(Error::Unavailable(e.to_string())))
+                Err(NoReply::Unknown(e.to_string()))
             }
         }
     }

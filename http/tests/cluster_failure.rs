@@ -703,6 +703,7 @@ fn cart_add_command(sku: &str, product_id: &str, quantity: i64) -> Vec<u8> {
     }
     out.extend_from_slice(&quantity.to_le_bytes());
     out.push(0); // available: None (stock not tracked)
+    out.push(0); // op: None
     out
 }
 

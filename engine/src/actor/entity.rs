@@ -238,7 +238,7 @@ async fn settle<B: Behaviour>(
         }
         return (Some((state, version)), Ok(outcome.reply));
     };
-    let data = match codec::encode(&new_state) {
+    let data = match codec::encode_stored(&new_state) {
         Ok(data) => data,
         Err(e) => return (Some((state, version)), Err(e)),
     };
@@ -249,6 +249,8 @@ async fn settle<B: Behaviour>(
             "write refused: this node no longer owns the shard");
         return (None, Err(Error::Fenced(format!("{} {key}", B::KIND))));
     }
+    // Kept to recognise the write in the store if its acknowledgement is lost.
+    let written = data.clone();
     let write = SnapshotWrite {
         kind: B::KIND,
         key: key.clone(),
@@ -270,15 +272,40 @@ async fn settle<B: Behaviour>(
             entity.kind = B::KIND,
             events = has_events
         ));
-    match save.await {
-        Ok(new_version) => {
+    let saved = match save.await {
+        // A remote store can apply a write and fail to say so (a timeout, a lost connection, this
+        // process paused mid-write): if the store holds exactly this write, it happened.
+        Err(StoreError::Unavailable(reason)) => {
+            // Exactly this write, or a later state that shows it was applied first (another
+            // owner may have written since).
+            let landed = match engine.stores().snapshots.load(B::KIND, &key).await {
+                Ok(Some(s)) if s.version == version + 1 && s.data == written => Some(true),
+                Ok(Some(s)) if s.version > version + 1 => codec::decode_stored::<B::State>(&s.data)
+                    .is_ok_and(|stored| B::includes(&state, &new_state, &stored))
+                    .then_some(false),
+                _ => None,
+            };
+            match landed {
+                Some(current) => {
+                    tracing::info!(kind = B::KIND, key = %key, "a write whose answer was lost is in the store");
+                    Ok((version + 1, current))
+                }
+                None => Err(StoreError::Unavailable(reason)),
+            }
+        }
+        other => other.map(|v| (v, true)),
+    };
+    match saved {
+        Ok((new_version, current)) => {
             if has_events {
                 engine.outbox_written();
             }
             for effect in outcome.effects {
                 engine.run_effect(effect).await;
             }
-            (Some((new_state, new_version)), Ok(outcome.reply))
+            // Written but overtaken since (its answer was lost): reload before the next command.
+            let next = current.then_some((new_state, new_version));
+            (next, Ok(outcome.reply))
         }
         // The write may not have landed (refused as stale, or unknown): forget the state and reload
         // next time. A reply whose effect is already stored (a paid order) still stands: turning
@@ -313,7 +340,7 @@ pub(crate) async fn load<B: Behaviour>(
             entity.kind = B::KIND
         ));
     match load.await? {
-        Some(snapshot) => Ok((codec::decode(&snapshot.data)?, snapshot.version)),
+        Some(snapshot) => Ok((codec::decode_stored(&snapshot.data)?, snapshot.version)),
         None => Ok((B::State::default(), 0)),
     }
 }

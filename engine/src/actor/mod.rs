@@ -89,7 +89,7 @@ pub(crate) enum Step<S, R> {
 /// What makes an entity kind: its state, commands and how a command is handled.
 pub(crate) trait Behaviour: Sized + Unpin + 'static {
     const KIND: &'static str;
-    type State: Default + Clone + Serialize + DeserializeOwned + Unpin + 'static;
+    type State: Default + Clone + crate::codec::Stored + Unpin + 'static;
     /// Commands and replies travel to and from other nodes when the entity lives there.
     type Command: Clone + Send + Serialize + DeserializeOwned + 'static;
     type Reply: Send + Serialize + DeserializeOwned + 'static;
@@ -97,6 +97,18 @@ pub(crate) trait Behaviour: Sized + Unpin + 'static {
     /// The secondary key the store indexes the snapshot by (an order's user).
     fn owner(_state: &Self::State) -> Option<String> {
         None
+    }
+
+    /// Whether `cmd` may be sent again when an attempt's outcome is unknown: applying it twice
+    /// is the same as once (a read, a set, an add carrying its operation id).
+    fn resend_safe(_cmd: &Self::Command) -> bool {
+        false
+    }
+
+    /// Whether `stored`, a later state of the entity, shows that the write that took `before`
+    /// to `written` was applied (a cart whose recent operations include the add that did it).
+    fn includes(_before: &Self::State, _written: &Self::State, _stored: &Self::State) -> bool {
+        false
     }
 
     /// Where this kind's live actors are kept.

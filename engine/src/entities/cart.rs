@@ -55,6 +55,28 @@ impl Behaviour for CartEntity {
         &engine.inner().carts
     }
 
+    /// An add with an operation id leaves it as the newest of the state it wrote.
+    fn includes(
+        before: &Arc<CartState>,
+        written: &Arc<CartState>,
+        stored: &Arc<CartState>,
+    ) -> bool {
+        written
+            .ops
+            .last()
+            .is_some_and(|op| !before.has_op(op.id) && stored.has_op(op.id))
+    }
+
+    fn resend_safe(cmd: &CartMsg) -> bool {
+        match cmd {
+            CartMsg::Get => true,
+            CartMsg::Change(CartCommand::Add { op, .. }) => op.is_some(),
+            CartMsg::Change(_) => true,
+            // The same key yields the same order; without one a second attempt could buy twice.
+            CartMsg::Checkout(req) => req.idempotency_key.is_some(),
+        }
+    }
+
     fn handle(
         engine: &Engine,
         key: &str,
@@ -145,6 +167,11 @@ impl Engine {
             product_id,
             quantity,
             available,
+            // Makes the add safe to send again when a forwarded attempt's outcome is lost.
+            op: Some(crate::cart::Op {
+                id: uuid::Uuid::new_v4().as_u64_pair().0,
+                at_ms: crate::clock::now_ms(),
+            }),
         };
         self.cart(email, CartMsg::Change(cmd)).await.map(drop)
     }

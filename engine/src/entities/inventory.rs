@@ -22,6 +22,14 @@ impl Behaviour for InventoryEntity {
         &engine.inner().inventory
     }
 
+    /// Setting the quantity on hand twice is setting it once; reserving and releasing are not.
+    fn resend_safe(cmd: &InventoryMsg) -> bool {
+        matches!(
+            cmd,
+            InventoryMsg::Change(InventoryCommand::SetOnHand { .. })
+        )
+    }
+
     fn handle(
         _: &Engine,
         key: &str,

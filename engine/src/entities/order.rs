@@ -66,6 +66,11 @@ impl Behaviour for OrderEntity {
         &engine.inner().orders
     }
 
+    /// Creating an order that exists returns it unchanged.
+    fn resend_safe(cmd: &OrderMsg) -> bool {
+        matches!(cmd, OrderMsg::Create(_))
+    }
+
     fn handle(
         _: &Engine,
         key: &str,
