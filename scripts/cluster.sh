@@ -27,6 +27,7 @@ ADMIN_EMAIL=admin@example.com
 GRACE_SECS=2          # on SIGTERM, /readyz answers 503 this long before the node hands off
 READY_TIMEOUT=90      # seconds a node may take to report ready
 STOP_TIMEOUT=60       # seconds a node may take to exit after SIGTERM (grace + handoff)
+SETTLE_TIMEOUT=60     # seconds the shards may take to reach their owners after a change
 
 die() { echo "cluster: $*" >&2; exit 1; }
 log() { echo "cluster: $*"; }
@@ -165,6 +166,33 @@ wait_ready() {
   done
 }
 
+# Ready is not settled: a node is ready once it knows every shard's owner, before the others have
+# handed it its share. Waits (bounded) until, on every running node's /metrics, the serving shards
+# add up to all of them and none is unknown, unowned or draining.
+wait_settled() {
+  local deadline=$((SECONDS + SETTLE_TIMEOUT)) i total moving summary serving unsettled
+  while :; do
+    total=0 moving=0 summary=""
+    for i in $(running_ordinals); do
+      read -r serving unsettled < <(curl -s --max-time 2 "http://$(ip_of "$i"):$API_PORT/metrics" |
+        awk -F'[{}" ]+' '/^emporium_cluster_shards\{/ {
+          if ($3 == "serving") s = $NF; else if ($3 != "remote") u += $NF }
+          END { print s + 0, u + 0 }')
+      total=$((total + serving)) moving=$((moving + unsettled))
+      summary+="${summary:+, }$i:$serving"
+    done
+    if [ "$total" -eq "$SHARDS" ] && [ "$moving" -eq 0 ]; then
+      log "settled: shards served per node $summary"
+      return 0
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "cluster: not settled after ${SETTLE_TIMEOUT}s (serving per node $summary; $moving in motion)" >&2
+      return 0
+    fi
+    sleep 0.5
+  done
+}
+
 # SIGTERM node I and wait until it has exited (it hands its shards off first).
 stop_node() {
   local i=$1 pid deadline started=$SECONDS
@@ -226,6 +254,7 @@ cmd_up() {
   wait_ready 0
   for ((i = 1; i < n; i++)); do start_node "$i"; done
   for ((i = 1; i < n; i++)); do wait_ready "$i"; done
+  wait_settled
   log "$n node(s) up: http://$(ip_of 0):$API_PORT .. http://$(ip_of $((n - 1))):$API_PORT"
 }
 
@@ -237,6 +266,7 @@ cmd_restart() {
   stop_node "$i"
   start_node "$i"
   wait_ready "$i"
+  wait_settled
 }
 
 cmd_scale() {
@@ -255,6 +285,7 @@ cmd_scale() {
     fi
   done
   for i in "${started[@]}"; do wait_ready "$i"; done
+  wait_settled
   log "scaled to $n node(s)"
 }
 
