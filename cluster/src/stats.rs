@@ -72,7 +72,8 @@ pub struct MemberStatus {
     pub ordinal: u32,
     pub address: String,
     pub generation: u64,
-    /// `joining` (registered, owns nothing yet), `serving`, `leaving` or `gone` (lease expired).
+    /// `absent` (discovered, never registered), `joining` (registered, owns nothing yet),
+    /// `serving`, `leaving` or `gone` (lease expired).
     pub state: &'static str,
     pub shards: usize,
 }
@@ -153,7 +154,7 @@ impl ClusterStatus {
                 let record = nodes.iter().find(|n| n.ordinal == ordinal);
                 let owned = per_node.get(&ordinal).copied().unwrap_or(0);
                 let state = match record {
-                    None => "joining",
+                    None => "absent",
                     Some(n) if n.lease_until_ms <= now_ms => "gone",
                     Some(n) if n.leaving => "leaving",
                     Some(_) if owned == 0 => "joining",

@@ -175,7 +175,13 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed("EMPORIUM_").split("__"))
+            // `emporium cluster status` reads its token from EMPORIUM_ADMIN_TOKEN; not a server
+            // setting, so a shell that exports it can still start a server.
+            .merge(
+                Env::prefixed("EMPORIUM_")
+                    .ignore(&["admin_token"])
+                    .split("__"),
+            )
             .merge(Serialized::globals(overrides))
             .extract()
             .map_err(|e| format!("invalid configuration: {e}"))?;
@@ -385,6 +391,9 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         figment::Jail::expect_with(|jail| {
+            // The status command's token is not a server setting, and does not stop a server.
+            jail.set_env("EMPORIUM_ADMIN_TOKEN", "a.b.c");
+            assert!(Config::load(None, &Overrides::default()).is_ok());
             jail.set_env("EMPORIUM_LISTNE", "127.0.0.1:1");
             let err = Config::load(None, &Overrides::default())
                 .err()

@@ -91,7 +91,7 @@ pub fn render_metrics(state: &AppState, out: &mut String) {
         "gauge",
         "Members this node sees, by state.",
     );
-    for st in ["joining", "serving", "leaving", "gone"] {
+    for st in ["absent", "joining", "serving", "leaving", "gone"] {
         let n = status.members.iter().filter(|m| m.state == st).count();
         let _ = writeln!(out, "emporium_cluster_members{{state=\"{st}\"}} {n}");
     }

@@ -13,6 +13,7 @@ use tempfile::TempDir;
 mod api;
 mod backends;
 pub mod cluster;
+pub mod failure;
 pub mod load;
 mod raw;
 pub use api::*;

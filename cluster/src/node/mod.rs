@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use emporium_persistence::{Leases, NodeRecord, NodeRef, ShardRecord};
+use emporium_persistence::{Leases, NodeRecord, ShardRecord};
 use tokio::sync::{watch, Notify};
 
 use crate::handoff::{Action, Event};
@@ -23,6 +23,9 @@ use crate::reconcile::{self, node_ref, Plan, View};
 use crate::shard_map::{Epoch, NodeId, ShardId};
 use crate::stats::{HandoffRecord, NodeStats};
 use crate::wire::{Notice, OwnerChange, PeerRequest};
+
+mod handoffs;
+mod peers;
 
 /// How a member runs.
 #[derive(Debug, Clone)]
@@ -330,46 +333,6 @@ impl Node {
         self.0.reread.store(true, Ordering::Release);
     }
 
-    async fn discovery_loop(self, mut discovery: watch::Receiver<BTreeMap<u32, SocketAddr>>) {
-        loop {
-            let current = discovery.borrow_and_update().clone();
-            {
-                let mut known = self.lock_known();
-                known.discovered = current;
-                self.update_peers(&mut known);
-            }
-            self.0.reread.store(true, Ordering::Release);
-            self.nudge();
-            if discovery.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Where each peer is reached: the address its current generation registered (it knows
-    /// its own address, and a restarted pod's new address is there before DNS has it), else the
-    /// one discovery found.
-    fn update_peers(&self, known: &mut Known) {
-        let mut wanted: BTreeMap<u32, SocketAddr> = known.discovered.clone();
-        for n in &known.nodes {
-            if let Ok(addr) = n.address.parse::<SocketAddr>() {
-                if !addr.ip().is_unspecified() {
-                    wanted.insert(n.ordinal, addr);
-                }
-            }
-        }
-        wanted.remove(&self.me().ordinal);
-        for (ordinal, addr) in &wanted {
-            if known.peers.get(ordinal) != Some(addr) {
-                self.0.client.set_peer(*ordinal, *addr);
-            }
-        }
-        for gone in known.peers.keys().filter(|o| !wanted.contains_key(o)) {
-            self.0.client.remove_peer(*gone);
-        }
-        known.peers = wanted;
-    }
-
     async fn reconcile_loop(self) {
         loop {
             if let Err(e) = self.reconcile().await {
@@ -475,121 +438,6 @@ impl Node {
         }
         written.extend(self.hand_off(plan.handoffs).await);
         written
-    }
-
-    /// The handoffs of one plan: hold new commands for every shard leaving → drain them all
-    /// together (a command in flight on one may issue commands to another, which are served
-    /// until all are idle at once) → passivate their actors → one conditional transfer per
-    /// destination, written concurrently.
-    async fn hand_off(&self, handoffs: BTreeMap<Option<NodeRef>, Vec<u32>>) -> Vec<OwnerChange> {
-        let started = Instant::now();
-        let me = node_ref(self.me());
-        let mut batches: Vec<(Option<NodeRef>, Vec<ShardId>)> = Vec::new();
-        for (to, shards) in handoffs {
-            let target = to.map(|t| NodeId {
-                ordinal: t.ordinal,
-                generation: t.generation,
-            });
-            let ids: Vec<ShardId> = shards
-                .iter()
-                .map(|s| ShardId(*s))
-                .filter(|s| {
-                    self.0.ownership.apply(*s, Event::Release { to: target }) == Some(Action::Drain)
-                })
-                .collect();
-            if !ids.is_empty() {
-                batches.push((to, ids));
-            }
-        }
-        let all: Vec<ShardId> = batches.iter().flat_map(|(_, ids)| ids.clone()).collect();
-        if all.is_empty() {
-            return Vec::new();
-        }
-        if !self
-            .0
-            .ownership
-            .drain_all(&all, self.0.options.drain_bound)
-            .await
-        {
-            tracing::warn!(shards = all.len(), "commands still in flight after the drain bound; handing off anyway (their writes are fenced)");
-        }
-        self.passivate(all.iter().copied().collect());
-        let writes = batches.iter().map(|(to, ids)| async move {
-            let raw: Vec<u32> = ids.iter().map(|s| s.0).collect();
-            (*to, ids, self.0.leases.transfer(&raw, Some(me), *to).await)
-        });
-        let mut written = Vec::new();
-        for (to, ids, result) in futures_util::future::join_all(writes).await {
-            match result {
-                Ok(records) => {
-                    let changes: Vec<OwnerChange> = records
-                        .iter()
-                        .filter(|r| r.owner == to)
-                        .map(change_of)
-                        .collect();
-                    self.apply_changes(&changes);
-                    // Shards the transfer did not move (someone else changed them) serve
-                    // again until the next read of the store.
-                    for s in ids {
-                        self.0.ownership.apply(*s, Event::TransferFailed);
-                    }
-                    let took = started.elapsed();
-                    self.0.stats.record_handoff(took);
-                    let duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-                    tracing::info!(shards = changes.len(), from = me.ordinal,
-                        to = ?to.map(|t| t.ordinal), duration_ms, "handed off shards");
-                    self.remember(HandoffRecord {
-                        shards: changes.len(),
-                        from: me.ordinal,
-                        to: to.map(|t| t.ordinal),
-                        at_ms: wall_ms(),
-                        duration_ms,
-                    });
-                    written.extend(changes);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "writing a handoff failed; serving the shards again");
-                    for s in ids {
-                        self.0.ownership.apply(*s, Event::TransferFailed);
-                    }
-                    self.0.reread.store(true, Ordering::Release);
-                }
-            }
-        }
-        written
-    }
-
-    fn remember(&self, record: HandoffRecord) {
-        let mut history = self
-            .0
-            .history
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if history.len() >= 20 {
-            history.pop_front();
-        }
-        history.push_back(record);
-    }
-
-    /// Sends `request` to every discovered peer, concurrently, each bounded by the request
-    /// timeout. News is best effort: peers also re-read the store.
-    pub async fn broadcast(&self, request: PeerRequest) {
-        let peers: Vec<u32> = self
-            .lock_known()
-            .peers
-            .keys()
-            .copied()
-            .filter(|o| *o != self.me().ordinal)
-            .collect();
-        let calls = peers.iter().map(|p| self.0.client.call(*p, &request));
-        for (peer, result) in peers
-            .iter()
-            .zip(futures_util::future::join_all(calls).await)
-        {
-            if let Err(e) = result {
-                tracing::debug!(peer, error = %e, "a peer did not take the news");
-            }
-        }
     }
 
     /// What this node sees, for `/admin/cluster` and `emporium cluster status`.
