@@ -22,7 +22,8 @@ enum Fault {
     AppliedButLost,
     /// Order writes fail and do not land (reads still work: the read-back finds nothing).
     WritesLost,
-    /// Order writes fail for now but are still on their way: they land with the next order write.
+    /// The first order write fails for now but is still on its way (it lands with the next order
+    /// write); the store refuses the others meanwhile.
     Delayed,
     /// The delayed write lands just before this one.
     DelayedLands,
@@ -59,8 +60,9 @@ impl SnapshotStore for Faulty {
                 Err(down())
             }
             ("order", Fault::WritesLost) => Err(down()),
+            // The first write is on its way; the store answers nothing else meanwhile.
             ("order", Fault::Delayed) => {
-                *self.delayed.lock().unwrap() = Some(write);
+                self.delayed.lock().unwrap().get_or_insert(write);
                 Err(down())
             }
             ("order", Fault::DelayedLands) => {

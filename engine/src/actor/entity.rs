@@ -9,6 +9,7 @@ use emporium_persistence::{Error as StoreError, SnapshotWrite};
 use tracing::Instrument as _;
 
 use super::registry::Slot;
+use super::unknown::Resolved;
 use super::{Behaviour, Step};
 use crate::{codec, Engine, Error};
 
@@ -273,24 +274,22 @@ async fn settle<B: Behaviour>(
             events = has_events
         ));
     let saved = match save.await {
-        // A remote store can apply a write and fail to say so (a timeout, a lost connection, this
-        // process paused mid-write): if the store holds exactly this write, it happened.
+        // A remote store can apply a write and fail to say so: settle what happened first.
         Err(StoreError::Unavailable(reason)) => {
-            // Exactly this write, or a later state that shows it was applied first (another
-            // owner may have written since).
-            let landed = match engine.stores().snapshots.load(B::KIND, &key).await {
-                Ok(Some(s)) if s.version == version + 1 && s.data == written => Some(true),
-                Ok(Some(s)) if s.version > version + 1 => codec::decode_stored::<B::State>(&s.data)
-                    .is_ok_and(|stored| B::includes(&state, &new_state, &stored))
-                    .then_some(false),
-                _ => None,
-            };
-            match landed {
-                Some(current) => {
+            let resolved = super::unknown::resolve::<B>(
+                &engine, &key, fence, version, &state, &new_state, &written,
+            )
+            .await;
+            match resolved {
+                Resolved::Landed { current } => {
                     tracing::info!(kind = B::KIND, key = %key, "a write whose answer was lost is in the store");
                     Ok((version + 1, current))
                 }
-                None => Err(StoreError::Unavailable(reason)),
+                Resolved::NotApplied => Err(StoreError::Unavailable(reason)),
+                Resolved::Unknown => {
+                    tracing::warn!(kind = B::KIND, key = %key, "a write's outcome is unknown: the store cannot tell");
+                    Err(StoreError::Unavailable(reason))
+                }
             }
         }
         other => other.map(|v| (v, true)),

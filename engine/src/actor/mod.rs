@@ -4,6 +4,7 @@
 
 mod entity;
 mod registry;
+mod unknown;
 
 pub(crate) use entity::{load, Envelope, Fence};
 
