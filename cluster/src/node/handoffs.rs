@@ -74,6 +74,10 @@ impl Node {
                         self.0.ownership.apply(*s, Event::TransferFailed);
                     }
                     let took = started.elapsed();
+                    for c in &changes {
+                        tracing::debug!(shard = c.shard, from = me.ordinal, to = ?c.owner,
+                            epoch = c.epoch, "shard handed off");
+                    }
                     self.0.stats.record_handoff(took);
                     let duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
                     tracing::info!(shards = changes.len(), from = me.ordinal,

@@ -423,6 +423,10 @@ impl Node {
                         .map(change_of)
                         .collect();
                     self.apply_changes(&ours);
+                    for c in &ours {
+                        tracing::debug!(shard = c.shard, from = ?from.map(|f| f.ordinal),
+                            to = me.ordinal, epoch = c.epoch, "shard claimed");
+                    }
                     if !ours.is_empty() {
                         tracing::info!(shards = ours.len(), from = ?from.map(|f| f.ordinal),
                             to = me.ordinal, "claimed shards");
