@@ -92,19 +92,8 @@ pub struct Node {
 impl Node {
     /// Spawns `emporium serve` on a fresh temp data dir and waits for `/readyz` == 200.
     pub fn start(opts: NodeOpts) -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix("emporium-test-")
-            .tempdir()
-            .unwrap();
-        let mut node = Node {
-            dir,
-            child: None,
-            host: opts.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
-            port: 0,
-            opts,
-            client: http_client(),
-        };
-        node.spawn_and_wait();
+        let mut node = Node::spawn(opts);
+        node.wait_ready();
         node
     }
 
