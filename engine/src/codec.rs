@@ -53,7 +53,19 @@ pub(crate) fn decode_stored<T: Stored>(bytes: &[u8]) -> Result<T, Error> {
     }
 }
 
-impl Stored for crate::inventory::InventoryState {}
+/// Stock remembers its checkouts' holds from format 2 on.
+impl Stored for crate::inventory::InventoryState {
+    const FORMAT: u8 = 2;
+
+    fn upgrade(format: u8, body: &[u8]) -> Result<Self, Error> {
+        match format {
+            FORMAT_V1 => bincode::deserialize::<crate::inventory::InventoryStateV1>(body)
+                .map(Into::into)
+                .map_err(|e| Error::Codec(e.to_string())),
+            other => Err(Error::Codec(format!("unknown stock format marker {other}"))),
+        }
+    }
+}
 impl Stored for Option<crate::order::Order> {}
 impl Stored for Option<crate::user::UserAccount> {}
 

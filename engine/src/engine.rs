@@ -328,12 +328,13 @@ impl Engine {
                 sku,
                 product_id,
                 quantity,
+                hold,
             } => {
                 let current = product_id
                     .and_then(|id| self.catalog().snapshot().get(&id).map(|p| p.sku.clone()));
                 let sku = current.unwrap_or(sku);
                 for attempt in 1..=3 {
-                    match self.release_stock(&sku, quantity).await {
+                    match self.release_stock(&sku, quantity, hold).await {
                         Ok(()) => return,
                         Err(e) => {
                             tracing::warn!(%sku, quantity, attempt, error = %e, "releasing stock failed");

@@ -78,6 +78,8 @@ pub(crate) enum Effect {
         sku: String,
         product_id: Option<String>,
         quantity: u64,
+        /// The checkout's key the stock was reserved under (then exactly that hold is given back).
+        hold: Option<u64>,
     },
 }
 

@@ -51,13 +51,19 @@ fn replay(order: Order) -> Outcome<Arc<CartState>, CartReply> {
     }))
 }
 
-async fn release_all(engine: &Engine, reserved: &[(String, u64)]) {
+/// Gives back this checkout's holds on `reserved`, except on the SKUs of `kept` (an order stored
+/// under the same key: its holds are the same ones, and stay with it).
+async fn release_all(engine: &Engine, reserved: &[(String, u64)], hold: u64, kept: Option<&Order>) {
     for (sku, quantity) in reserved {
+        if kept.is_some_and(|order| order.items.iter().any(|i| i.sku == *sku)) {
+            continue;
+        }
         engine
             .run_effect(crate::actor::Effect::ReleaseStock {
                 sku: sku.clone(),
                 product_id: None,
                 quantity: *quantity,
+                hold: Some(hold),
             })
             .await;
     }
@@ -99,12 +105,15 @@ pub(super) async fn run(
     let card = req.card.unwrap_or_else(Card::default_test_card);
     card.validate().map_err(Error::InvalidPayment)?;
 
+    // Reservations are held under the order's id: a retry of this checkout (same key, same id)
+    // reserves nothing twice, and a reserve or release whose answer was lost can be sent again.
+    let hold = emporium_cluster::fnv1a64(id.as_bytes());
     let mut reserved = Vec::with_capacity(items.len());
     let mut unavailable = Vec::new();
     let mut failure = None;
     for item in &items {
         let quantity = u64::from(item.quantity);
-        match engine.reserve_stock(&item.sku, quantity).await {
+        match engine.reserve_stock(&item.sku, quantity, Some(hold)).await {
             Ok(()) => reserved.push((item.sku.clone(), quantity)),
             Err(Error::OutOfStock { skus }) => unavailable.extend(skus),
             Err(e) => {
@@ -114,11 +123,11 @@ pub(super) async fn run(
         }
     }
     if let Some(e) = failure {
-        release_all(&engine, &reserved).await;
+        release_all(&engine, &reserved, hold, None).await;
         return Err(e);
     }
     if !unavailable.is_empty() {
-        release_all(&engine, &reserved).await;
+        release_all(&engine, &reserved, hold, None).await;
         return Err(Error::OutOfStock { skus: unavailable });
     }
 
@@ -130,7 +139,7 @@ pub(super) async fn run(
     let payment_ref = match payment::charge(&card, total, year_month(now)) {
         Ok(reference) => reference,
         Err(declined) => {
-            release_all(&engine, &reserved).await;
+            release_all(&engine, &reserved, hold, None).await;
             return Err(declined.into());
         }
     };
@@ -146,7 +155,7 @@ pub(super) async fn run(
     match engine.create_order(order).await {
         Ok(reply) if reply.created => Ok(stored(reply.order)),
         Ok(reply) => {
-            release_all(&engine, &reserved).await;
+            release_all(&engine, &reserved, hold, Some(&reply.order)).await;
             Ok(replay(reply.order))
         }
         Err(e) => {
@@ -158,11 +167,11 @@ pub(super) async fn run(
                 // paid with its own reservations: answer with it and give ours back).
                 Ok(Some(order)) if order == attempted => Ok(stored(order)),
                 Ok(Some(order)) => {
-                    release_all(&engine, &reserved).await;
+                    release_all(&engine, &reserved, hold, Some(&order)).await;
                     Ok(replay(order))
                 }
                 Ok(None) if !matches!(e, Error::Unavailable(_) | Error::Fenced(_)) => {
-                    release_all(&engine, &reserved).await;
+                    release_all(&engine, &reserved, hold, None).await;
                     Err(e)
                 }
                 _ => {

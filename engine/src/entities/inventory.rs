@@ -22,11 +22,16 @@ impl Behaviour for InventoryEntity {
         &engine.inner().inventory
     }
 
-    /// Setting the quantity on hand twice is setting it once; reserving and releasing are not.
+    /// Setting the quantity on hand twice is setting it once; so is reserving or releasing under
+    /// a checkout's hold.
     fn resend_safe(cmd: &InventoryMsg) -> bool {
         matches!(
             cmd,
-            InventoryMsg::Change(InventoryCommand::SetOnHand { .. })
+            InventoryMsg::Change(
+                InventoryCommand::SetOnHand { .. }
+                    | InventoryCommand::Reserve { hold: Some(_), .. }
+                    | InventoryCommand::Release { hold: Some(_), .. }
+            )
         )
     }
 
@@ -54,19 +59,29 @@ impl Engine {
     }
 
     /// Takes `quantity` of `sku` out of stock, or fails with `OutOfStock` naming the SKU.
-    pub(crate) async fn reserve_stock(&self, sku: &str, quantity: u64) -> Result<(), Error> {
+    pub(crate) async fn reserve_stock(
+        &self,
+        sku: &str,
+        quantity: u64,
+        hold: Option<u64>,
+    ) -> Result<(), Error> {
         self.inventory(
             sku,
-            InventoryMsg::Change(InventoryCommand::Reserve { quantity }),
+            InventoryMsg::Change(InventoryCommand::Reserve { quantity, hold }),
         )
         .await
         .map(drop)
     }
 
-    pub(crate) async fn release_stock(&self, sku: &str, quantity: u64) -> Result<(), Error> {
+    pub(crate) async fn release_stock(
+        &self,
+        sku: &str,
+        quantity: u64,
+        hold: Option<u64>,
+    ) -> Result<(), Error> {
         self.inventory(
             sku,
-            InventoryMsg::Change(InventoryCommand::Release { quantity }),
+            InventoryMsg::Change(InventoryCommand::Release { quantity, hold }),
         )
         .await
         .map(drop)
@@ -91,7 +106,7 @@ impl Engine {
             .load(InventoryEntity::KIND, sku)
             .await?
         {
-            Some(snapshot) => Ok(codec::decode::<InventoryState>(&snapshot.data)?.on_hand),
+            Some(snapshot) => Ok(codec::decode_stored::<InventoryState>(&snapshot.data)?.on_hand),
             None => Ok(None),
         }
     }

@@ -117,6 +117,7 @@ impl Behaviour for OrderEntity {
                                 .items
                                 .iter()
                                 .map(|i| Effect::ReleaseStock {
+                                    hold: None,
                                     sku: i.sku.clone(),
                                     product_id: Some(i.product_id.clone()),
                                     quantity: u64::from(i.quantity),
