@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// How many holds a SKU remembers (the oldest is forgotten first; a hold is needed only until its
 /// checkout has stored its order or given the stock back, well under a second).
-pub const MAX_HOLDS: usize = 256;
+pub const MAX_HOLDS: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryState {

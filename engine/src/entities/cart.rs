@@ -167,8 +167,9 @@ impl Engine {
             product_id,
             quantity,
             available,
-            // Makes the add safe to send again when a forwarded attempt's outcome is lost.
-            op: Some(crate::cart::Op {
+            // Makes the add safe to send again when a forwarded attempt's outcome is lost. One
+            // node forwards nothing, and its carts stay as small as they were.
+            op: (!self.ownership().is_single_node()).then(|| crate::cart::Op {
                 id: uuid::Uuid::new_v4().as_u64_pair().0,
                 at_ms: crate::clock::now_ms(),
             }),
