@@ -1,6 +1,6 @@
-//! Issue 3 against the real servers: order events on RabbitMQ (acceptance 2 and 4), state in the
-//! shared store rather than on the pod (3), Redis down (5), the store down (6). The flow itself on
-//! these backends (1) runs in `flow.rs`, `concurrency.rs` and `durability.rs`.
+//! Against the real servers: order events on RabbitMQ (and while it is away), state in the
+//! shared store rather than on the pod, Redis down, the store down. The flow itself on these
+//! backends runs in `flow.rs`, `concurrency.rs` and `durability.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

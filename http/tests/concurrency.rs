@@ -64,7 +64,7 @@ async fn concurrent_adds_to_one_cart_are_all_counted() {
     concurrent_adds_to_one_cart_are_all_counted_on(false).await;
 }
 
-/// The same on the MongoDB-compatible store, Redis and RabbitMQ (issue 3, acceptance 1).
+/// The same on the MongoDB-compatible store, Redis and RabbitMQ.
 #[actix_rt::test]
 async fn concurrent_adds_to_one_cart_are_all_counted_on_real_backends() {
     concurrent_adds_to_one_cart_are_all_counted_on(true).await;
@@ -109,7 +109,7 @@ async fn fifty_buyers_ten_in_stock_no_overselling() {
     fifty_buyers_ten_in_stock_no_overselling_on(false).await;
 }
 
-/// The same on the MongoDB-compatible store, Redis and RabbitMQ (issue 3, acceptance 1).
+/// The same on the MongoDB-compatible store, Redis and RabbitMQ.
 #[actix_rt::test]
 async fn fifty_buyers_ten_in_stock_no_overselling_on_real_backends() {
     fifty_buyers_ten_in_stock_no_overselling_on(true).await;
@@ -210,7 +210,7 @@ async fn idempotency_key_returns_the_same_order() {
     idempotency_key_returns_the_same_order_on(false).await;
 }
 
-/// The same on the MongoDB-compatible store, Redis and RabbitMQ (issue 3, acceptance 1).
+/// The same on the MongoDB-compatible store, Redis and RabbitMQ.
 #[actix_rt::test]
 async fn idempotency_key_returns_the_same_order_on_real_backends() {
     idempotency_key_returns_the_same_order_on(true).await;

@@ -21,7 +21,7 @@ async fn declined_and_expired_cards_change_nothing() {
     declined_cards_on(NodeOpts::new().demo_catalog(false)).await;
 }
 
-/// The same on the MongoDB-compatible store, Redis and RabbitMQ (issue 3, acceptance 1).
+/// The same on the MongoDB-compatible store, Redis and RabbitMQ.
 #[actix_rt::test]
 async fn declined_and_expired_cards_change_nothing_on_real_backends() {
     declined_cards_on(NodeOpts::new().demo_catalog(false).real_backends()).await;
@@ -84,7 +84,7 @@ async fn acknowledged_adds_survive_sigkill() {
 }
 
 /// The same with the store on the MongoDB-compatible server and the cart cache on Redis: the
-/// restarted node reads every acknowledged add back (issue 3, acceptance 1).
+/// restarted node reads every acknowledged add back.
 #[actix_rt::test]
 async fn acknowledged_adds_survive_sigkill_on_real_backends() {
     adds_survive_sigkill(NodeOpts::new().demo_catalog(false).real_backends()).await;

@@ -31,7 +31,7 @@ async fn shop_checkout_cancel_and_admin_transitions() {
     shop_flow(NodeOpts::new().demo_catalog(true)).await;
 }
 
-/// Issue 3, acceptance 1: the same flow with the store on the MongoDB-compatible server, the cart
+/// The same flow with the store on the MongoDB-compatible server, the cart
 /// cache on Redis and order events on RabbitMQ.
 #[actix_rt::test]
 async fn shop_flow_on_real_backends() {

@@ -1,4 +1,4 @@
-//! Issue 3, acceptance 8: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, one checkout's spans arrive over
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, one checkout's spans arrive over
 //! OTLP/HTTP at a receiver on 127.0.0.1, parented HTTP request → cart actor → store write, with the
 //! inventory actor's reservation under the cart actor, and the relay's publication of the order
 //! event under the order actor that wrote it, all in one trace.

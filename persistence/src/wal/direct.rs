@@ -1,6 +1,6 @@
 //! Appends through `O_DIRECT | O_DSYNC`: one write per batch, durable when it returns, without
 //! the page cache and its writeback. On this project's VM a write costs 8-35% less CPU that way
-//! than a buffered write and `fdatasync` (`scripts/disk-probe.py`; BENCHMARKS.md, session 5), and
+//! than a buffered write and `fdatasync` (`scripts/disk-probe.py`; BENCHMARKS.md, "the log writer's cost"), and
 //! the log writer shares its core with everything else on the machine.
 //!
 //! Direct IO wants block-aligned memory, offsets and lengths. The partial block at the end of the
