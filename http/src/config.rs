@@ -48,12 +48,18 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// `sled` (embedded, in the data dir) or a `mongodb://` URI (shared by every node).
     pub store: String,
-    /// Redis as the cart cache (`redis://host:port/db`); unset: no cache.
+    /// Redis as the cart cache (`redis://host:port/db`, or `rediss://:token@host:port` over
+    /// TLS); unset: no cache.
     pub redis_url: Option<String>,
     /// Cached carts untouched this long expire from Redis (the store keeps them).
     pub cart_cache_ttl_secs: u64,
-    /// RabbitMQ for order events (`amqp://user:pass@host:port/vhost`); unset: in-process relay.
+    /// RabbitMQ for order events (`amqp://user:pass@host:port/vhost`, or `amqps://…` over TLS);
+    /// unset: in-process relay.
     pub amqp_url: Option<String>,
+    /// PEM bundle of the certificate authorities that TLS connections to Redis and RabbitMQ
+    /// trust, and the store's when its URI turns TLS on without a `tlsCAFile`; unset: the
+    /// system's roots (the store: the Mozilla roots).
+    pub tls_ca_file: Option<PathBuf>,
     /// This node's StatefulSet ordinal; unset: parsed from `HOSTNAME` (`emporium-3` → 3).
     pub node_ordinal: Option<u32>,
     /// Static peer list for local clusters: `0=127.0.0.11:7070,1=127.0.0.12:7070`.
@@ -104,6 +110,7 @@ impl Default for Config {
             redis_url: None,
             cart_cache_ttl_secs: 30 * 24 * 3600,
             amqp_url: None,
+            tls_ca_file: None,
             node_ordinal: None,
             peers: None,
             peer_dns: None,
@@ -228,17 +235,14 @@ impl Config {
             ));
         }
         let store = self.store_kind()?;
-        // The Redis and RabbitMQ clients are built without TLS: a rediss:// or amqps:// URL would
-        // never connect, so it is refused here rather than failing quietly at run time.
-        for (key, url, scheme) in [
-            ("redis_url", &self.redis_url, "redis://"),
-            ("amqp_url", &self.amqp_url, "amqp://"),
+        for (key, url, plain, tls) in [
+            ("redis_url", &self.redis_url, "redis://", "rediss://"),
+            ("amqp_url", &self.amqp_url, "amqp://", "amqps://"),
         ] {
             if let Some(url) = url {
-                if !url.starts_with(scheme) {
-                    return Err(format!(
-                        "{key} {url:?} must start with {scheme} (TLS connections are not built in)"
-                    ));
+                if !url.starts_with(plain) && !url.starts_with(tls) {
+                    // The URL itself is not repeated: it may carry credentials.
+                    return Err(format!("{key} must start with {plain} or {tls} (TLS)"));
                 }
             }
         }
@@ -344,6 +348,14 @@ mod tests {
                 jail.set_env("EMPORIUM_REDIS_URL", "redis://127.0.0.1:6379/");
                 jail.set_env("EMPORIUM_AMQP_URL", "amqp://127.0.0.1:5672/%2f");
             }
+            jail.set_env("EMPORIUM_REDIS_URL", "rediss://:token@127.0.0.1:6380/");
+            jail.set_env(
+                "EMPORIUM_AMQP_URL",
+                "amqps://guest:guest@127.0.0.1:5671/%2f",
+            );
+            jail.set_env("EMPORIUM_TLS_CA_FILE", "/etc/emporium/ca.pem");
+            let c = Config::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(c.tls_ca_file, Some(PathBuf::from("/etc/emporium/ca.pem")));
             jail.set_env("EMPORIUM_STORE", "sled");
             let err = Config::load(None, &Overrides::default())
                 .err()

@@ -61,6 +61,9 @@ enum CatalogCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // Every TLS connection (store, Redis, RabbitMQ) is rustls on ring: named once for the process,
+    // so a dependency that also enables another provider cannot leave the choice ambiguous.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let telemetry = emporium_http::telemetry::init();
     let cli = Cli::parse();
     // A client of a running node: it needs none of the server's configuration.

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{
@@ -35,6 +36,7 @@ use lapin::{
     ExchangeKind,
 };
 
+use crate::tls::{tls_failure, Reach};
 use crate::{Error, EventSink, OutboxEntry};
 
 /// After a failed connection attempt, further attempts within this interval fail at once.
@@ -54,6 +56,8 @@ pub struct AmqpOptions {
     pub connect_timeout: Duration,
     /// Bound on publishing one batch and receiving all of its confirms.
     pub confirm_timeout: Duration,
+    /// PEM certificates an `amqps://` connection trusts; `None`: the system's roots.
+    pub tls_ca: Option<String>,
 }
 
 impl Default for AmqpOptions {
@@ -63,6 +67,7 @@ impl Default for AmqpOptions {
             content_type: "application/json".to_owned(),
             connect_timeout: Duration::from_secs(5),
             confirm_timeout: Duration::from_secs(10),
+            tls_ca: None,
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct AmqpSink {
 struct Link {
     live: Option<Live>,
     last_failed_connect: Option<Instant>,
+    /// Why the last failed attempt is the configuration's fault (see [`Reach::Misconfigured`]).
+    misconfigured: Option<String>,
 }
 
 /// Why a batch failed: nacks leave the channel usable, anything else drops the connection.
@@ -132,6 +139,22 @@ impl AmqpSink {
         result
     }
 
+    /// Connects once (used at start) and says what that found: a TLS failure or refused
+    /// credentials are [`Reach::Misconfigured`]; an outage is [`Reach::Down`], after which
+    /// `publish` keeps retrying as at run time.
+    pub async fn probe(&self) -> Reach {
+        let mut link = self.link.lock().await;
+        let result = self.ensure_live(&mut link).await.map(|_| ());
+        self.record(&mut link, &result);
+        match result {
+            Ok(()) => Reach::Up,
+            Err(e) => match link.misconfigured.take() {
+                Some(why) => Reach::Misconfigured(why),
+                None => Reach::Down(e.to_string()),
+            },
+        }
+    }
+
     /// The open channel, connecting first if there is none (or it broke).
     async fn ensure_live<'a>(&self, link: &'a mut Link) -> Result<&'a Live, Error> {
         if link.live.as_ref().is_some_and(|l| !l.usable()) {
@@ -147,11 +170,13 @@ impl AmqpSink {
                 }
             }
             let attempt = tokio::time::timeout(self.options.connect_timeout, self.open()).await;
+            link.misconfigured = None;
             let live = match attempt {
                 Ok(Ok(live)) => live,
-                Ok(Err(e)) => {
+                Ok(Err((step, e))) => {
                     link.last_failed_connect = Some(Instant::now());
-                    return Err(e);
+                    link.misconfigured = misconfiguration(&e);
+                    return Err(unavailable(step, e));
                 }
                 Err(_) => {
                     link.last_failed_connect = Some(Instant::now());
@@ -173,23 +198,30 @@ impl AmqpSink {
             .ok_or_else(|| Error::Unavailable("rabbitmq: no connection".to_owned()))
     }
 
-    /// Opens a connection and a confirm-mode channel, and declares the exchange.
-    async fn open(&self) -> Result<Live, Error> {
+    /// Opens a connection and a confirm-mode channel, and declares the exchange. A failure says
+    /// which step failed.
+    async fn open(&self) -> Result<Live, (&'static str, lapin::Error)> {
         // lapin binds the connection to the current tokio runtime; the caller's
         // `tokio::time::timeout` already needs one, so there always is.
         let properties =
             ConnectionProperties::default().with_connection_name("emporium-outbox-relay".into());
-        let connection = Connection::connect_uri(self.uri.clone(), properties)
-            .await
-            .map_err(|e| unavailable("connect", e))?;
+        let tls = OwnedTLSConfig {
+            identity: None,
+            cert_chain: self.options.tls_ca.clone(),
+        };
+        let runtime = lapin::runtime::default_runtime().map_err(|e| ("runtime", e))?;
+        let connection =
+            Connection::connect_uri_with_config(self.uri.clone(), properties, tls, runtime)
+                .await
+                .map_err(|e| ("connect", e))?;
         let channel = connection
             .create_channel()
             .await
-            .map_err(|e| unavailable("open channel", e))?;
+            .map_err(|e| ("open channel", e))?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
-            .map_err(|e| unavailable("enable publisher confirms", e))?;
+            .map_err(|e| ("enable publisher confirms", e))?;
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
@@ -202,7 +234,7 @@ impl AmqpSink {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| unavailable("declare exchange", e))?;
+            .map_err(|e| ("declare exchange", e))?;
         Ok(Live {
             connection,
             channel,
@@ -359,6 +391,21 @@ impl EventSink for AmqpSink {
 
 fn short(value: &str, what: &str) -> Result<ShortString, Error> {
     ShortString::try_new(value).map_err(|e| Error::Unavailable(format!("invalid {what}: {e}")))
+}
+
+/// A TLS failure, or credentials or a virtual host the broker refused (AMQP 403 ACCESS_REFUSED,
+/// 530 NOT_ALLOWED): the configuration's fault. `None` for an outage.
+fn misconfiguration(e: &lapin::Error) -> Option<String> {
+    if let Some(tls) = tls_failure(e) {
+        return Some(format!("TLS: {tls}"));
+    }
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) if matches!(amqp.get_id(), 403 | 530) => {
+            Some(format!("refused: {amqp}"))
+        }
+        lapin::ErrorKind::AuthProviderError(why) => Some(format!("credentials: {why}")),
+        _ => None,
+    }
 }
 
 fn unavailable(step: &str, e: lapin::Error) -> Error {

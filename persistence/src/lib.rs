@@ -31,6 +31,8 @@ mod record;
 mod redis_cache;
 #[cfg(feature = "sled")]
 mod sled_store;
+#[cfg(any(feature = "redis", feature = "amqp"))]
+pub mod tls;
 mod traits;
 #[cfg(feature = "sled")]
 mod wal;

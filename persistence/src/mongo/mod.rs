@@ -27,7 +27,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
-use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReadConcern, WriteConcern};
+use mongodb::options::{
+    Acknowledgment, ClientOptions, IndexOptions, ReadConcern, Tls, WriteConcern,
+};
 use mongodb::{Client, Collection, Database, IndexModel};
 
 use crate::Error;
@@ -73,9 +75,23 @@ impl MongoStore {
     /// empty) and creates the indexes (idempotent). An unreachable server gives
     /// [`Error::Unavailable`] after the server selection timeout.
     pub async fn connect(uri: &str) -> Result<MongoStore, Error> {
+        Self::connect_trusting(uri, None).await
+    }
+
+    /// [`MongoStore::connect`], with `ca_file` (PEM) as the CAs a TLS connection trusts when the
+    /// URI turns TLS on (`tls=true`) without naming its own `tlsCAFile`.
+    pub async fn connect_trusting(
+        uri: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<MongoStore, Error> {
         let mut options = ClientOptions::parse(uri)
             .await
             .map_err(|e| Error::Unavailable(format!("invalid mongodb uri: {e}")))?;
+        if let (Some(Tls::Enabled(tls)), Some(ca)) = (options.tls.as_mut(), ca_file) {
+            if tls.ca_file_path.is_none() {
+                tls.ca_file_path = Some(ca.to_owned());
+            }
+        }
         options.server_selection_timeout =
             options.server_selection_timeout.or(Some(DEFAULT_TIMEOUT));
         options.connect_timeout = options.connect_timeout.or(Some(DEFAULT_TIMEOUT));

@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, RedisError, TlsCertificates,
+};
 
 use super::CacheStats;
+use crate::tls::{tls_failure, Reach};
 
 /// First pause after a failure; doubled after each failed probe up to [`MAX_BACKOFF`].
 pub(super) const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -43,14 +46,25 @@ struct Health {
 }
 
 impl Link {
-    /// Parses the URL only; nothing connects until the first command.
+    /// Parses the URL only; nothing connects until the first command. A `rediss://` URL trusts
+    /// `tls_ca` (PEM) when given, else the system's roots.
     pub(super) fn new(
         redis_url: &str,
+        tls_ca: Option<&str>,
         op_timeout: Duration,
         stats: Arc<CacheStats>,
     ) -> Result<Self, crate::Error> {
-        let client = Client::open(redis_url)
-            .map_err(|e| crate::Error::Unavailable(format!("bad redis url: {e}")))?;
+        let client = match tls_ca {
+            Some(pem) if redis_url.starts_with("rediss://") => Client::build_with_tls(
+                redis_url,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.as_bytes().to_vec()),
+                },
+            ),
+            _ => Client::open(redis_url),
+        }
+        .map_err(|e| crate::Error::Unavailable(format!("bad redis url: {e}")))?;
         // Our own timeout bounds each command; the driver's response timeout stays off so that
         // a late reply never turns into an error that would make us drop the connection.
         let config = AsyncConnectionConfig::new()
@@ -106,6 +120,59 @@ impl Link {
                 None
             }
         }
+    }
+
+    /// Connects and sends `PING` once on a connection of its own, allowing `within` for the
+    /// whole (a TLS handshake included), and says what that found (see [`Reach`]).
+    pub(super) async fn probe(&self, within: Duration) -> Reach {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(within))
+            .set_response_timeout(Some(within));
+        let attempt = async {
+            let mut conn = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        let failure = match tokio::time::timeout(within, attempt).await {
+            Ok(Ok(_)) => {
+                self.record_success();
+                return Reach::Up;
+            }
+            Ok(Err(e)) => {
+                self.record_failure(&e.to_string());
+                match classify(&e) {
+                    Reach::Down(why) if e.is_timeout() => why,
+                    verdict => return verdict,
+                }
+            }
+            Err(_) => {
+                self.record_failure("timed out");
+                format!("no answer within {within:?}")
+            }
+        };
+        self.silent_tls(failure).await
+    }
+
+    /// A `rediss://` server that accepts connections but never completes the handshake is a
+    /// server that does not speak TLS (a plain Redis waits for a command line that never ends);
+    /// one that does not even accept connections is an outage.
+    async fn silent_tls(&self, why: String) -> Reach {
+        if let ConnectionAddr::TcpTls { host, port, .. } = self.client.get_connection_info().addr()
+        {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port));
+            if matches!(
+                tokio::time::timeout(Duration::from_secs(1), tcp).await,
+                Ok(Ok(_))
+            ) {
+                return Reach::Misconfigured(format!(
+                    "TLS: {host}:{port} accepts connections but completed no TLS handshake \
+                     ({why}); does it speak TLS?"
+                ));
+            }
+        }
+        Reach::Down(why)
     }
 
     async fn connection(&self) -> Result<(u64, MultiplexedConnection), redis::RedisError> {
@@ -184,5 +251,19 @@ impl Link {
         }
         h.skip_until = Some(now + h.delay);
         h.probe_started = None;
+    }
+}
+
+/// A TLS failure or refused credentials are the configuration's; anything else is an outage.
+fn classify(e: &RedisError) -> Reach {
+    if let Some(tls) = tls_failure(e) {
+        return Reach::Misconfigured(format!("TLS: {tls}"));
+    }
+    let refused_credentials = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+    if refused_credentials {
+        Reach::Misconfigured(format!("credentials refused: {e}"))
+    } else {
+        Reach::Down(e.to_string())
     }
 }

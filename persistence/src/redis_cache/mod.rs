@@ -23,6 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::record::{decode_snapshot, encode_snapshot};
+use crate::tls::Reach;
 use crate::{CacheStats, Error, Snapshot, SnapshotStore, SnapshotWrite};
 use dirty::{Dirty, WriteCounters, DIRTY_BOUND};
 use link::Link;
@@ -41,6 +42,8 @@ pub struct CacheOptions {
     pub prefix: String,
     /// Upper bound on each Redis command, including connecting.
     pub op_timeout: Duration,
+    /// PEM certificates a `rediss://` connection trusts; `None`: the system's roots.
+    pub tls_ca: Option<String>,
 }
 
 impl Default for CacheOptions {
@@ -50,6 +53,7 @@ impl Default for CacheOptions {
             kinds: vec!["cart"],
             prefix: "emporium".to_owned(),
             op_timeout: Duration::from_millis(250),
+            tls_ca: None,
         }
     }
 }
@@ -73,7 +77,12 @@ impl CachedSnapshots {
         options: CacheOptions,
     ) -> Result<Self, Error> {
         let stats = Arc::new(CacheStats::default());
-        let link = Link::new(redis_url, options.op_timeout, stats.clone())?;
+        let link = Link::new(
+            redis_url,
+            options.tls_ca.as_deref(),
+            options.op_timeout,
+            stats.clone(),
+        )?;
         Ok(Self {
             inner,
             link,
@@ -82,6 +91,12 @@ impl CachedSnapshots {
             options,
             stats,
         })
+    }
+
+    /// Connects once (used at start) and says what that found: a TLS or credentials failure is
+    /// [`Reach::Misconfigured`]; an outage is [`Reach::Down`] and handled as at run time.
+    pub async fn probe(&self, within: Duration) -> Reach {
+        self.link.probe(within).await
     }
 
     pub fn stats(&self) -> Arc<CacheStats> {

@@ -1,6 +1,7 @@
 //! Test support shared by the crates' integration tests (feature `testsuite`): where the real
 //! backing services are, fresh namespaces on them, private server processes a fault test may
-//! kill or freeze ([`Private`]), and a TCP proxy it may cut ([`Proxy`]).
+//! kill or freeze ([`Private`]), a TCP proxy it may cut ([`Proxy`]), and a TLS front with a
+//! certificate authority of the test's own ([`TlsFront`], [`TestCa`]).
 //!
 //! Solves: one copy of the harness every test of a real backend needs, so the persistence and
 //! the HTTP tests agree on the environment variables, their defaults and how a private server
@@ -16,6 +17,7 @@
 mod consumer;
 mod private;
 mod proxy;
+mod tls;
 
 #[cfg(feature = "amqp")]
 pub use consumer::bind_consumer;
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use private::Private;
 pub use proxy::Proxy;
+pub use tls::{TestCa, TlsFront};
 
 /// The shared MongoDB-compatible server when `EMP_TEST_MONGO_URI` is unset.
 const DEFAULT_MONGO_URI: &str = "mongodb://127.0.0.1:27017/?directConnection=true";

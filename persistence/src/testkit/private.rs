@@ -46,6 +46,15 @@ impl Private {
 
     /// A `redis-server` (from `PATH`) that keeps nothing on disk.
     pub fn redis() -> Private {
+        Self::redis_with(None)
+    }
+
+    /// A `redis-server` that asks every client for `password` (`AUTH`, as ElastiCache's token).
+    pub fn redis_with_password(password: &str) -> Private {
+        Self::redis_with(Some(password.to_owned()))
+    }
+
+    fn redis_with(password: Option<String>) -> Private {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let work = dir.path().to_owned();
         Self::launch(
@@ -58,6 +67,9 @@ impl Private {
                     .arg(port.to_string())
                     .arg("--dir")
                     .arg(&work);
+                if let Some(password) = &password {
+                    c.args(["--requirepass", password]);
+                }
                 c
             }),
         )

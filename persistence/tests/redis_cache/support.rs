@@ -57,6 +57,7 @@ pub fn options(prefix: &str) -> CacheOptions {
         kinds: vec!["cart"],
         prefix: prefix.to_owned(),
         op_timeout: Duration::from_millis(250),
+        tls_ca: None,
     }
 }
 
