@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
+log "disk"
+df -h . | tail -1
+
 log "backing services"
 bash scripts/services.sh
 # The tests find them at the addresses above unless EMP_TEST_MONGO_URI, EMP_TEST_REDIS_URL,
