@@ -20,10 +20,15 @@ pub fn sku(i: usize) -> String {
 
 /// An engine over `stores` with `BENCH_SKUS` products. Call inside an actix `System`.
 pub async fn bench_engine(stores: Stores) -> Engine {
+    bench_engine_with(stores, EngineOptions::default()).await
+}
+
+/// [`bench_engine`] with `options` (e.g. room for more live actors).
+pub async fn bench_engine_with(stores: Stores, options: EngineOptions) -> Engine {
     let map = ShardMap::new(1024)
         .map(Ownership::single_node)
         .unwrap_or_else(|e| panic!("shard map: {e}"));
-    let engine = Engine::start(stores, map, EngineOptions::default())
+    let engine = Engine::start(stores, map, options)
         .await
         .unwrap_or_else(|e| panic!("engine: {e}"));
     for i in 0..BENCH_SKUS {

@@ -1,7 +1,8 @@
 //! The cart state machine: pure, no I/O. One cart per user.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use litemap::LiteMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +29,11 @@ pub struct Op {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartState {
-    /// Keyed by SKU, so lines come out sorted by SKU.
-    pub lines: BTreeMap<Arc<str>, CartLine>,
+    /// Keyed by SKU, so lines come out sorted by SKU. A sorted vector rather than a B-tree: a
+    /// cart has a few lines, and a B-tree node has room for eleven (a one-line cart held ~450
+    /// bytes more per live actor). Stored bytes are the same either way (bincode writes a map
+    /// and a sequence of pairs alike).
+    pub lines: LiteMap<Arc<str>, CartLine>,
     /// The adds applied in the last [`OP_MEMORY_MS`], oldest first: an add sent again after its
     /// outcome was lost (a forwarded command whose owner froze) is recognised and not applied
     /// twice.
@@ -39,7 +43,7 @@ pub struct CartState {
 /// The stored layout before carts remembered operation ids.
 #[derive(Deserialize)]
 pub(crate) struct CartStateV1 {
-    lines: BTreeMap<Arc<str>, CartLine>,
+    lines: LiteMap<Arc<str>, CartLine>,
 }
 
 impl From<CartStateV1> for CartState {
@@ -256,6 +260,7 @@ fn to_u32(q: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn add(sku: &str, quantity: i64, available: Option<u64>) -> CartCommand {
         CartCommand::Add {
@@ -283,7 +288,7 @@ mod tests {
             "a replay changes nothing"
         );
         run(&mut cart, &with_op(8, 2_000)).unwrap();
-        assert_eq!(cart.lines["A"].quantity, 2);
+        assert_eq!(cart.lines.get("A").map(|l| l.quantity).unwrap_or(0), 2);
         assert!(cart.has_op(7) && cart.has_op(8));
         // Many adds within the window are all remembered…
         for id in 100..300 {
@@ -351,7 +356,7 @@ mod tests {
             available: None,
         };
         run(&mut cart, &set(7)).unwrap();
-        assert_eq!(cart.lines["A"].quantity, 7);
+        assert_eq!(cart.lines.get("A").map(|l| l.quantity).unwrap_or(0), 7);
         run(&mut cart, &set(0)).unwrap();
         assert!(cart.is_empty());
         assert_eq!(cart.apply(&set(1)), Err(Error::NotInCart("A".into())));
@@ -403,7 +408,7 @@ mod tests {
         let mut cart = CartState::default();
         run(&mut cart, &add("SKU-2", 1, None)).unwrap();
         run(&mut cart, &add("SKU-1", 3, None)).unwrap();
-        for line in cart.lines.values_mut() {
+        for (_, line) in cart.lines.iter_mut() {
             line.product_id = line.product_id.replace("p-SKU", "p").into();
         }
         // A cart stored before carts remembered operation ids (format 1) still reads.

@@ -84,7 +84,7 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self, Error> {
         let catalog = Catalog::load(stores.catalog.clone()).await?;
-        Ok(Self {
+        let engine = Self {
             inner: Arc::new(Inner {
                 stores,
                 ownership,
@@ -100,7 +100,9 @@ impl Engine {
                 serving: AtomicBool::new(true),
                 passwords: Gate::per_core("password checks"),
             }),
-        })
+        };
+        actix::spawn(idle_sweep(Arc::downgrade(&engine.inner)));
+        Ok(engine)
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -345,5 +347,26 @@ impl Engine {
                 tracing::error!(%sku, quantity, "stock release abandoned; fix by hand");
             }
         }
+    }
+}
+
+/// Passivates the actors idle for the engine's idle timeout, checking every half of it (between
+/// 100 ms and 30 s), until the engine is dropped. One sweep per engine instead of a timer per
+/// actor: a sweep over a million live actors costs a few milliseconds; a million timers cost
+/// hundreds of megabytes.
+async fn idle_sweep(inner: std::sync::Weak<Inner>) {
+    let Some(idle) = inner.upgrade().map(|i| i.options.idle_timeout) else {
+        return;
+    };
+    let every = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(i) = inner.upgrade() else {
+            return;
+        };
+        i.carts.passivate_idle(idle);
+        i.orders.passivate_idle(idle);
+        i.inventory.passivate_idle(idle);
+        i.users.passivate_idle(idle);
     }
 }

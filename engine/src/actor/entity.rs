@@ -33,10 +33,14 @@ impl<B: Behaviour> Message for Envelope<B> {
     type Result = Result<B::Reply, Error>;
 }
 
-/// Asks an actor to passivate now (memory cap). Ignored while it is busy: handlers are atomic.
+/// Asks an actor to passivate once it is done with the command in hand (handlers are atomic), if
+/// it has been idle at least `idle_for` by then: zero for the memory cap and a handoff, the idle
+/// timeout for the engine's idle sweep (a command that came in meanwhile keeps it alive).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Passivate;
+pub(crate) struct Passivate {
+    pub idle_for: Duration,
+}
 
 pub(crate) struct EntityActor<B: Behaviour> {
     key: String,
@@ -76,14 +80,9 @@ impl<B: Behaviour> Actor for EntityActor<B> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // No timer of its own: the engine's idle sweep (one per engine) passivates idle actors,
+        // which keeps an active actor's memory to its state, mailbox and registry entry.
         ctx.set_mailbox_capacity(256);
-        let idle = self.engine.options().idle_timeout;
-        let every = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
-        ctx.run_interval(every, move |act, ctx| {
-            if act.slot.idle_for() >= idle {
-                act.passivate(ctx);
-            }
-        });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -96,8 +95,10 @@ impl<B: Behaviour> Actor for EntityActor<B> {
 impl<B: Behaviour> Handler<Passivate> for EntityActor<B> {
     type Result = ();
 
-    fn handle(&mut self, _: Passivate, ctx: &mut Self::Context) {
-        self.passivate(ctx);
+    fn handle(&mut self, msg: Passivate, ctx: &mut Self::Context) {
+        if self.slot.idle_for() >= msg.idle_for {
+            self.passivate(ctx);
+        }
     }
 }
 

@@ -135,7 +135,9 @@ impl<B: Behaviour> Registry<B> {
         let mut n = 0;
         for entry in self.live.iter() {
             if shards.contains(&entry.slot.shard) {
-                entry.addr.do_send(Passivate);
+                entry.addr.do_send(Passivate {
+                    idle_for: Duration::ZERO,
+                });
                 n += 1;
             }
         }
@@ -151,7 +153,22 @@ impl<B: Behaviour> Registry<B> {
             .collect();
         by_age.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         for (_, addr) in by_age.into_iter().take(n) {
-            addr.do_send(Passivate);
+            addr.do_send(Passivate {
+                idle_for: Duration::ZERO,
+            });
         }
+    }
+
+    /// Asks every actor idle at least `idle` to passivate (each checks again when it gets the
+    /// message). Returns how many were asked.
+    pub fn passivate_idle(&self, idle: Duration) -> usize {
+        let mut n = 0;
+        for entry in self.live.iter() {
+            if entry.slot.idle_for() >= idle {
+                entry.addr.do_send(Passivate { idle_for: idle });
+                n += 1;
+            }
+        }
+        n
     }
 }
