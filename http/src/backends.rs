@@ -116,15 +116,21 @@ fn add_cart_cache(_: &mut Backends, _url: &str, _ttl_secs: u64) -> anyhow::Resul
 pub async fn event_sink(config: &Config) -> anyhow::Result<Arc<dyn EventSink>> {
     match &config.amqp_url {
         None => Ok(Arc::new(Traced::new(InProcessSink::default()))),
-        Some(url) => amqp_sink(url).await,
+        Some(url) => amqp_sink(url, &config.amqp_exchange).await,
     }
 }
 
 #[cfg(feature = "amqp")]
-async fn amqp_sink(url: &str) -> anyhow::Result<Arc<dyn EventSink>> {
+async fn amqp_sink(url: &str, exchange: &str) -> anyhow::Result<Arc<dyn EventSink>> {
     use emporium_persistence::{AmqpOptions, AmqpSink};
-    let sink =
-        AmqpSink::new(url, AmqpOptions::default()).map_err(|e| anyhow::anyhow!("amqp_url: {e}"))?;
+    let sink = AmqpSink::new(
+        url,
+        AmqpOptions {
+            exchange: exchange.to_owned(),
+            ..AmqpOptions::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("amqp_url: {e}"))?;
     if let Err(e) = sink.connect().await {
         tracing::warn!(error = %e, "RabbitMQ is not reachable yet; order events wait in the outbox");
     }
@@ -132,6 +138,6 @@ async fn amqp_sink(url: &str) -> anyhow::Result<Arc<dyn EventSink>> {
 }
 
 #[cfg(not(feature = "amqp"))]
-async fn amqp_sink(_url: &str) -> anyhow::Result<Arc<dyn EventSink>> {
+async fn amqp_sink(_url: &str, _exchange: &str) -> anyhow::Result<Arc<dyn EventSink>> {
     anyhow::bail!("amqp_url: this build has no RabbitMQ support (cargo feature `amqp`)")
 }
