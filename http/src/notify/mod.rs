@@ -193,3 +193,71 @@ async fn render_metrics(metrics: web::Data<metrics::Metrics>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4")
         .body(metrics.render())
 }
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    #[test]
+    fn the_consumer_needs_its_servers_and_sane_retries() {
+        figment::Jail::expect_with(|jail| {
+            let settings = || {
+                Config::load(None, &Overrides::default()).and_then(|c| Settings::from_config(&c))
+            };
+            assert!(settings().err().unwrap_or_default().contains("amqp_url"));
+            jail.set_env("EMPORIUM_AMQP_URL", "amqp://127.0.0.1:5672/%2f");
+            jail.set_env("EMPORIUM_NOTIFY_REDIS_URL", "redis://127.0.0.1:6379/");
+            jail.set_env("EMPORIUM_MAIL_FROM", "Shop <orders@shop.example.com>");
+            let err = settings().err().unwrap_or_default();
+            assert!(err.contains("EMPORIUM_SMTP_URL"), "{err}");
+            jail.set_env("EMPORIUM_SMTP_URL", "smtps://u:p@smtp.example.com:465");
+            let s = settings().map_err(figment::Error::from)?;
+            assert_eq!(
+                (s.exchange.as_str(), s.queue.as_str()),
+                ("orders", "emporium-notify")
+            );
+            assert_eq!(
+                (s.dead_exchange(), s.dead_queue()),
+                ("emporium-notify.dlx".into(), "emporium-notify.dead".into())
+            );
+            assert_eq!((s.prefetch, s.max_attempts), (16, 10));
+            for (key, bad, says) in [
+                ("EMPORIUM_SMTP_URL", "http://smtp.example.com", "smtp_url"),
+                ("EMPORIUM_NOTIFY_PREFETCH", "0", "notify_prefetch"),
+                (
+                    "EMPORIUM_NOTIFY_RETRY_MAX_MS",
+                    "10",
+                    "notify_retry_initial_ms",
+                ),
+                ("EMPORIUM_NOTIFY_LISTEN", "nowhere", "notify_listen"),
+                (
+                    "EMPORIUM_NOTIFY_REDIS_URL",
+                    "127.0.0.1:6379",
+                    "notify_redis_url",
+                ),
+            ] {
+                jail.set_env(key, bad);
+                let err = settings().err().unwrap_or_default();
+                assert!(err.contains(says), "{key}={bad}: {err}");
+                jail.clear_env();
+                jail.set_env("EMPORIUM_AMQP_URL", "amqp://127.0.0.1:5672/%2f");
+                jail.set_env("EMPORIUM_NOTIFY_REDIS_URL", "redis://127.0.0.1:6379/");
+                jail.set_env("EMPORIUM_MAIL_FROM", "Shop <orders@shop.example.com>");
+                jail.set_env("EMPORIUM_SMTP_URL", "smtp://127.0.0.1:25");
+            }
+            // The sender and the SMTP URL are checked when the mailer is built, before consuming.
+            assert!(
+                mailer::Mailer::new("smtp://127.0.0.1:25", "not an address", SMTP_TIMEOUT).is_err()
+            );
+            assert!(mailer::Mailer::new(
+                "smtp://127.0.0.1:25?tls=sometimes",
+                "a@b.example",
+                SMTP_TIMEOUT
+            )
+            .is_err());
+            Ok(())
+        });
+    }
+}
