@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::notify::*;
 use common::*;
-use emporium_persistence::testkit::amqp_url;
+use emporium_persistence::testkit::{amqp_url, Proxy};
 use serde_json::{json, Value};
 
 #[actix_rt::test]
@@ -338,5 +338,68 @@ async fn a_consumer_killed_mid_stream_emails_every_event_and_at_most_the_one_in_
     assert_eq!(per_event.keys().cloned().collect::<Vec<_>>(), ids);
     assert!(per_event.values().all(|n| *n <= 2), "{per_event:?}");
     assert!(twice <= 1, "{twice} events emailed twice");
+    rig.clean_up().await;
+}
+
+#[actix_rt::test]
+async fn a_lost_broker_is_reconnected_to_and_the_waiting_events_are_emailed() {
+    let rig = Rig::new().await;
+    let upstream = amqp_url();
+    let host_port = upstream
+        .rsplit('@')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let broker = Proxy::to_addr(host_port.parse().expect("the test broker's ip:port"));
+    let proxied = upstream.replacen(&host_port, &format!("127.0.0.1:{}", broker.port), 1);
+    let mut notifier = rig.notifier(&[("EMPORIUM_AMQP_URL", proxied.as_str())]);
+    let ready = |n: &Notifier| {
+        matches!(
+            blocking_get_at("127.0.0.1", n.port, "/readyz"),
+            Ok((200, _))
+        )
+    };
+
+    broker.cut();
+    wait_for(
+        "/readyz to report the lost broker",
+        Duration::from_secs(30),
+        || (!ready(&notifier)).then_some(()),
+    )
+    .await;
+    let customer = format!("fay-{}@example.com", uuid::Uuid::new_v4().simple());
+    let mut ids = vec![
+        rig.publish_event("order.created", &customer).await,
+        rig.publish_event("order.cancelled", &customer).await,
+    ];
+    // It keeps trying (with backoff) and keeps running while the broker is away.
+    wait_for(
+        "the cut and two failed reconnections",
+        Duration::from_secs(30),
+        || {
+            let log = std::fs::read_to_string(notifier.log_path()).unwrap_or_default();
+            (log.matches("notification consumer disconnected").count() >= 3).then_some(())
+        },
+    )
+    .await;
+    assert!(notifier.is_running(), "{}", notifier.log_tail(40));
+    assert!(rig.smtp.mails_to(&customer).is_empty());
+
+    broker.restore();
+    let mails = wait_for(
+        "the waiting events emailed",
+        Duration::from_secs(60),
+        || {
+            let m = rig.smtp.mails_to(&customer);
+            (m.len() >= 2).then_some(m)
+        },
+    )
+    .await;
+    let mut got: Vec<String> = mails.iter().map(event_of).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    assert!(ready(&notifier));
     rig.clean_up().await;
 }
