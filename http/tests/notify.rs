@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::notify::*;
 use common::*;
-use emporium_persistence::testkit::{amqp_url, Proxy};
+use emporium_persistence::testkit::{amqp_url, Private, Proxy};
 use serde_json::{json, Value};
 
 #[actix_rt::test]
@@ -401,5 +401,51 @@ async fn a_lost_broker_is_reconnected_to_and_the_waiting_events_are_emailed() {
     ids.sort();
     assert_eq!(got, ids);
     assert!(ready(&notifier));
+    rig.clean_up().await;
+}
+
+#[actix_rt::test]
+async fn events_wait_while_the_dedupe_store_is_down_and_are_emailed_once_it_is_back() {
+    let rig = Rig::new().await;
+    let mut redis = Private::redis();
+    let url = redis.redis_url();
+    let mut notifier = rig.notifier(&[("EMPORIUM_NOTIFY_REDIS_URL", url.as_str())]);
+    let customer = format!("gus-{}@example.com", uuid::Uuid::new_v4().simple());
+    let first = rig.publish_event("order.created", &customer).await;
+    wait_for("the first email", Duration::from_secs(30), || {
+        (rig.smtp.mails_to(&customer).len() == 1).then_some(())
+    })
+    .await;
+
+    redis.down();
+    let second = rig.publish_event("order.shipped", &customer).await;
+    // Without the record nothing is sent (it could not be deduplicated), nothing dead-lettered.
+    wait_for(
+        "the dedupe store reported down",
+        Duration::from_secs(30),
+        || {
+            (metric(&notifier.metrics(), "emporium_notify_redis_up", &[]) == Some(0.0))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(rig.smtp.mails_to(&customer).len(), 1);
+    assert_eq!(
+        counter(&notifier, "emporium_notify_dead_lettered_total"),
+        0.0
+    );
+    assert!(notifier.is_running(), "{}", notifier.log_tail(40));
+
+    redis.up();
+    let mails = wait_for("the second email", Duration::from_secs(60), || {
+        let m = rig.smtp.mails_to(&customer);
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    let mut got: Vec<String> = mails.iter().map(event_of).collect();
+    got.sort();
+    let mut want = vec![first, second];
+    want.sort();
+    assert_eq!(got, want);
     rig.clean_up().await;
 }
