@@ -82,19 +82,24 @@ broken "helm lint --strict on a template reading a missing value" "${OFFLINE[@]}
 ok "helm template (default values)" render "$WORK/default.yaml" "$CHART"
 ok "helm template (values-dev.yaml)" render "$WORK/dev.yaml" "$CHART" -f "$CHART/values-dev.yaml" -f scripts/deploy/fixtures/aws-outputs.yaml
 ok "helm template (values-prod.yaml)" render "$WORK/prod.yaml" "$CHART" -f "$CHART/values-prod.yaml" -f scripts/deploy/fixtures/aws-outputs.yaml
+ok "helm template (values-prod.yaml with notify enabled)" render "$WORK/notify.yaml" "$CHART" -f "$CHART/values-prod.yaml" -f scripts/deploy/fixtures/aws-outputs.yaml -f scripts/deploy/fixtures/notify.yaml
+ok "notify off by default: no consumer rendered" bash -c '! grep -q "args: \[\"notify\"\]" "$1"' _ "$WORK/default.yaml"
+ok "notify enabled: its Deployment and Secret rendered" bash -c 'grep -q "args: \[\"notify\"\]" "$1" && grep -q "name: emporium-notify$" "$1"' _ "$WORK/notify.yaml"
 broken "values schema: unknown store kind" render "$WORK/x.yaml" "$CHART" --set store.kind=postgres
 broken "values schema: misspelled key" render "$WORK/x.yaml" "$CHART" --set config.shardz=8
 broken "chart rule: 3 pods without cluster mode" render "$WORK/x.yaml" "$CHART" --set replicaCount=3
 broken "chart rule: grace period shorter than drain + handoff" render "$WORK/x.yaml" "$CHART" --set shutdown.terminationGracePeriodSeconds=30
+broken "chart rule: notify without the broker" render "$WORK/x.yaml" "$CHART" -f scripts/deploy/fixtures/notify.yaml
+broken "values schema: notify SMTP URL that is not smtp:// or smtps://" render "$WORK/x.yaml" "$CHART" -f "$CHART/values-prod.yaml" -f scripts/deploy/fixtures/aws-outputs.yaml -f scripts/deploy/fixtures/notify.yaml --set notify.secrets.smtpUrl=http://mail
 
-for v in default dev prod; do
+for v in default dev prod notify; do
   ok "kubernetes-validate --strict 1.31 ($v)" kvalidate "$WORK/$v.yaml"
 done
 bad=$(copy "$WORK/prod.yaml"); sed -i 's/podManagementPolicy:/podManagmentPolicy:/' "$bad"
 broken "kubernetes-validate on a misspelled StatefulSet field" kvalidate "$bad"
 
-mkdir -p "$WORK/rendered"; cp "$WORK"/{default,dev,prod}.yaml "$WORK/rendered/"
-ok "checkov on the rendered chart (default, dev, prod)" checkov_k8s "$WORK/rendered"
+mkdir -p "$WORK/rendered"; cp "$WORK"/{default,dev,prod,notify}.yaml "$WORK/rendered/"
+ok "checkov on the rendered chart (default, dev, prod, prod with notify)" checkov_k8s "$WORK/rendered"
 mkdir -p "$WORK/rendered-bad"; sed 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/' "$WORK/prod.yaml" >"$WORK/rendered-bad/prod.yaml"
 broken "checkov on a rendering with a writable root filesystem" checkov_k8s "$WORK/rendered-bad"
 

@@ -4,6 +4,8 @@
 #   Redis     127.0.0.1:6379   (machine service; started with the documented command if down)
 #   RabbitMQ  127.0.0.1:5672   (machine service; started if down)
 #   SecantusDB (MongoDB-compatible, PyPI `secantusdb`) 127.0.0.1:27017, installed into .venv-mongo
+#   aiosmtpd (PyPI) installed into .venv-smtp: the notification tests start capturing SMTP servers
+#   of their own with it (http/tests/common/smtp_capture.py); nothing runs here
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +57,16 @@ ensure_secantus() {
   port_open 27017 && echo "secantusdb: started on 27017" || { echo "secantusdb: could not start (target/secantus-27017.log)" >&2; exit 1; }
 }
 
+ensure_aiosmtpd() {
+  if [ ! -x .venv-smtp/bin/python ] || ! .venv-smtp/bin/python -c 'import aiosmtpd' 2>/dev/null; then
+    echo "aiosmtpd: installing into .venv-smtp"
+    python3 -m venv .venv-smtp
+    .venv-smtp/bin/pip install -q aiosmtpd
+  fi
+  echo "aiosmtpd: installed (.venv-smtp)"
+}
+
 ensure_redis
 ensure_rabbitmq
 ensure_secantus
+ensure_aiosmtpd

@@ -179,15 +179,20 @@ async fn add_cart_cache(
 pub async fn event_sink(config: &Config) -> anyhow::Result<Arc<dyn EventSink>> {
     match &config.amqp_url {
         None => Ok(Arc::new(Traced::new(InProcessSink::default()))),
-        Some(url) => amqp_sink(url, tls_ca(config)?).await,
+        Some(url) => amqp_sink(url, &config.amqp_exchange, tls_ca(config)?).await,
     }
 }
 
 #[cfg(feature = "amqp")]
-async fn amqp_sink(url: &str, tls_ca: Option<String>) -> anyhow::Result<Arc<dyn EventSink>> {
+async fn amqp_sink(
+    url: &str,
+    exchange: &str,
+    tls_ca: Option<String>,
+) -> anyhow::Result<Arc<dyn EventSink>> {
     use emporium_persistence::tls::Reach;
     use emporium_persistence::{AmqpOptions, AmqpSink};
     let options = AmqpOptions {
+        exchange: exchange.to_owned(),
         tls_ca,
         ..AmqpOptions::default()
     };
@@ -206,6 +211,10 @@ async fn amqp_sink(url: &str, tls_ca: Option<String>) -> anyhow::Result<Arc<dyn 
 }
 
 #[cfg(not(feature = "amqp"))]
-async fn amqp_sink(_url: &str, _tls_ca: Option<String>) -> anyhow::Result<Arc<dyn EventSink>> {
+async fn amqp_sink(
+    _url: &str,
+    _exchange: &str,
+    _tls_ca: Option<String>,
+) -> anyhow::Result<Arc<dyn EventSink>> {
     anyhow::bail!("amqp_url: this build has no RabbitMQ support (cargo feature `amqp`)")
 }

@@ -60,6 +60,34 @@ pub struct Config {
     /// trust, and the store's when its URI turns TLS on without a `tlsCAFile`; unset: the
     /// system's roots (the store: the Mozilla roots).
     pub tls_ca_file: Option<PathBuf>,
+    /// The durable topic exchange order events are published to (and `emporium notify` reads).
+    pub amqp_exchange: String,
+    /// `emporium notify`: the SMTP server (`smtp://host:25`, `smtp://user:pass@host:587?tls=required`
+    /// for STARTTLS, `smtps://user:pass@host:465`).
+    pub smtp_url: Option<String>,
+    /// `emporium notify`: the sender of every email (`Shop <orders@shop.example.com>`).
+    pub mail_from: Option<String>,
+    /// `emporium notify`: a directory whose `<event>.txt` / `<event>.html` files replace the
+    /// built-in templates of the same name.
+    pub notify_templates: Option<PathBuf>,
+    /// `emporium notify`: its durable queue (bound to `order.*`); `<queue>.dead` holds what it
+    /// dead-letters.
+    pub notify_queue: String,
+    /// `emporium notify`: unacknowledged messages the broker may hand it at once.
+    pub notify_prefetch: u16,
+    /// `emporium notify`: Redis that records the events already emailed (`redis://host:port/db`).
+    pub notify_redis_url: Option<String>,
+    /// `emporium notify`: how long a sent event is remembered (duplicates later than this would
+    /// be emailed again).
+    pub notify_dedupe_ttl_secs: u64,
+    /// `emporium notify`: address of its `/healthz`, `/readyz` and `/metrics`.
+    pub notify_listen: String,
+    /// `emporium notify`: sending attempts per event before it is dead-lettered.
+    pub notify_max_attempts: u32,
+    /// `emporium notify`: the wait after the first failed attempt; it doubles up to the maximum.
+    pub notify_retry_initial_ms: u64,
+    /// `emporium notify`: the longest wait between two attempts.
+    pub notify_retry_max_ms: u64,
     /// This node's StatefulSet ordinal; unset: parsed from `HOSTNAME` (`emporium-3` → 3).
     pub node_ordinal: Option<u32>,
     /// Static peer list for local clusters: `0=127.0.0.11:7070,1=127.0.0.12:7070`.
@@ -111,6 +139,18 @@ impl Default for Config {
             cart_cache_ttl_secs: 30 * 24 * 3600,
             amqp_url: None,
             tls_ca_file: None,
+            amqp_exchange: "orders".into(),
+            smtp_url: None,
+            mail_from: None,
+            notify_templates: None,
+            notify_queue: "emporium-notify".into(),
+            notify_prefetch: 16,
+            notify_redis_url: None,
+            notify_dedupe_ttl_secs: 7 * 24 * 3600,
+            notify_listen: "127.0.0.1:8090".into(),
+            notify_max_attempts: 10,
+            notify_retry_initial_ms: 1000,
+            notify_retry_max_ms: 60_000,
             node_ordinal: None,
             peers: None,
             peer_dns: None,
@@ -238,6 +278,12 @@ impl Config {
         for (key, url, plain, tls) in [
             ("redis_url", &self.redis_url, "redis://", "rediss://"),
             ("amqp_url", &self.amqp_url, "amqp://", "amqps://"),
+            (
+                "notify_redis_url",
+                &self.notify_redis_url,
+                "redis://",
+                "rediss://",
+            ),
         ] {
             if let Some(url) = url {
                 if !url.starts_with(plain) && !url.starts_with(tls) {
@@ -252,6 +298,9 @@ impl Config {
                         embedded store a cart cache would only add a round trip"
                     .into(),
             );
+        }
+        if self.amqp_exchange.is_empty() || self.amqp_exchange.len() > 255 {
+            return Err("amqp_exchange must be 1 to 255 bytes".into());
         }
         if self.cart_cache_ttl_secs == 0 {
             return Err("cart_cache_ttl_secs must be positive".into());

@@ -11,10 +11,16 @@ use serde::Serialize;
 
 use crate::dto::{rfc3339, OrderDto};
 
+/// The version of the event JSON this build publishes.
+pub const EVENT_VERSION: u32 = 1;
+
 /// The JSON body of every order event.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventDto {
+    /// The shape of this JSON; a consumer refuses versions it does not know. Absent in events
+    /// of earlier builds, which are version 1.
+    pub version: u32,
     pub event_id: String,
     /// `order.created`, `order.paid`, `order.cancelled`, … (also the routing key).
     #[serde(rename = "type")]
@@ -31,6 +37,7 @@ pub fn to_json(entry: &OutboxEntry) -> Result<Vec<u8>, Error> {
             reason: e.to_string(),
         })?;
     let dto = EventDto {
+        version: EVENT_VERSION,
         event_id: entry.event_id.clone(),
         kind: entry.routing_key.clone(),
         occurred_at: rfc3339(event.occurred_at_ms),

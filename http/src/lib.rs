@@ -17,6 +17,8 @@ pub mod dto;
 pub mod error;
 pub mod events;
 pub mod metrics;
+#[cfg(feature = "notify")]
+pub mod notify;
 mod routes;
 pub mod server;
 pub mod telemetry;

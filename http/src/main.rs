@@ -35,6 +35,9 @@ struct Cli {
 enum Command {
     /// Serve the storefront API (the default).
     Serve,
+    /// Email customers about their orders: consume the order events from RabbitMQ and send
+    /// each over SMTP, effectively once (EMPORIUM_SMTP_URL, EMPORIUM_MAIL_FROM, …).
+    Notify,
     /// Manage the product catalog offline.
     Catalog {
         #[command(subcommand)]
@@ -99,6 +102,12 @@ fn main() -> std::process::ExitCode {
                 command: CatalogCommand::Import { file },
             } => emporium_http::server::import_file(config, &file).await,
             Command::Cluster { .. } => Ok(()),
+            #[cfg(feature = "notify")]
+            Command::Notify => emporium_http::notify::run(config).await,
+            #[cfg(not(feature = "notify"))]
+            Command::Notify => Err(anyhow::anyhow!(
+                "this build has no notifications (cargo feature `notify`)"
+            )),
         }
     });
     drop(telemetry);

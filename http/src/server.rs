@@ -323,7 +323,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),

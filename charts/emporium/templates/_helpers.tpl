@@ -27,6 +27,21 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The notification consumer's pods: a name of their own, so the StatefulSet's selector and the
+Services never match them. */}}
+{{- define "emporium.notifySelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-notify" (include "emporium.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: notify
+{{- end -}}
+
+{{- define "emporium.notifyLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "emporium.notifySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
 {{- define "emporium.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "emporium.fullname" .) .Values.serviceAccount.name -}}
@@ -83,5 +98,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- if and (not $v.secrets.existingSecret) $v.amqp.enabled (not $v.secrets.amqpUrl) -}}
 {{- fail "amqp.enabled needs secrets.amqpUrl or secrets.existingSecret" -}}
+{{- end -}}
+{{- if $v.notify.enabled -}}
+{{- if not $v.amqp.enabled -}}
+{{- fail "notify.enabled needs amqp.enabled: the consumer reads the order events from that broker" -}}
+{{- end -}}
+{{- if not $v.notify.mailFrom -}}
+{{- fail "notify.enabled needs notify.mailFrom (the sender of every email)" -}}
+{{- end -}}
+{{- if and (not $v.notify.secrets.existingSecret) (or (not $v.notify.secrets.smtpUrl) (not $v.notify.secrets.redisUrl)) -}}
+{{- fail "notify.enabled needs notify.secrets.smtpUrl and notify.secrets.redisUrl, or notify.secrets.existingSecret" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}

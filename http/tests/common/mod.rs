@@ -15,6 +15,7 @@ mod backends;
 pub mod cluster;
 pub mod failure;
 pub mod load;
+pub mod notify;
 mod raw;
 pub use api::*;
 #[allow(unused_imports)]
