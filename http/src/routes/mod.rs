@@ -1,12 +1,12 @@
 //! Route table. Fixed paths come before `{id}` so `/api/products/all` is never read as an id.
 //! Hot areas come first.
 
-mod cart;
-mod catalog;
-mod cluster;
-mod ops;
-mod orders;
-mod users;
+pub(crate) mod cart;
+pub(crate) mod catalog;
+pub(crate) mod cluster;
+pub(crate) mod ops;
+pub(crate) mod orders;
+pub(crate) mod users;
 
 use actix_web::{web, HttpResponse};
 
@@ -74,6 +74,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(orders)
                 .service(users)
                 .service(resource("/checkout").route(web::post().to(orders::checkout)))
+                .service(
+                    resource("/openapi.json").route(web::get().to(crate::openapi::openapi_json)),
+                )
                 .service(
                     resource("/admin/orders/{id}/status").route(web::post().to(orders::set_status)),
                 )

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod failure;
 pub mod load;
 mod raw;
+pub mod tools;
 pub use api::*;
 #[allow(unused_imports)]
 pub use backends::*;
