@@ -189,6 +189,7 @@ pub struct AddItemBody {
     #[schema(min_length = 1)]
     pub product_sku: String,
     /// Added to the line's quantity; the line may hold at most 10000.
+    #[serde(deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
 }
@@ -196,8 +197,26 @@ pub struct AddItemBody {
 #[derive(Deserialize, ToSchema)]
 pub struct QuantityBody {
     /// The line's new quantity, at most 10000; 0 or less removes the line.
+    #[serde(deserialize_with = "whole_number")]
     #[schema(maximum = 10000)]
     pub quantity: i64,
+}
+
+/// A whole number, also when written with a zero fraction (`2.0`): JSON does not tell the two
+/// apart, JSON Schema's `integer` admits both, and some clients serialise every number as a
+/// float.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        // Within ±2^53 every whole float is exact; beyond, no quantity is valid anyway.
+        Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number, got {n}"
+        ))),
+    }
 }
 
 /// A cart line, or an order line (with the price paid).

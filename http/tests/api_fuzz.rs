@@ -15,7 +15,9 @@ use common::tools::tool;
 use common::*;
 
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                      response_headers_conformance,response_schema_conformance,negative_data_rejection";
+                      response_headers_conformance,response_schema_conformance,negative_data_rejection,\
+                      unsupported_method,allow_header_conformance,missing_required_header,\
+                      ignored_auth";
 /// Generated cases per operation and phase.
 const MAX_EXAMPLES: &str = "60";
 const SEED: &str = "20260101";

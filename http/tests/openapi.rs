@@ -160,3 +160,34 @@ async fn limit_is_capped_at_100_with_a_clear_error() {
         (400, Some("invalid_paging"))
     );
 }
+
+/// The methods the document gives each path are the methods the server takes there: any other
+/// is a 405 whose `Allow` names exactly the documented ones.
+#[actix_rt::test]
+async fn each_path_takes_exactly_the_documented_methods() {
+    let doc: Value = serde_json::from_str(&committed()).unwrap();
+    let node = Node::start(NodeOpts::new().demo_catalog(false));
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let documented: std::collections::BTreeSet<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        let concrete = path.replace('{', "").replace('}', "");
+        let r = node
+            .send(Method::TRACE, &concrete, &Auth::None, &[], None)
+            .await;
+        assert_eq!(r.status, 405, "TRACE {concrete}: {}", r.text);
+        let allow: std::collections::BTreeSet<String> = r
+            .headers
+            .get("allow")
+            .unwrap_or_else(|| panic!("405 without Allow on {concrete}"))
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        assert_eq!(allow, documented, "{path}");
+    }
+}
