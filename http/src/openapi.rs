@@ -11,7 +11,9 @@ use std::collections::btree_map::Entry;
 use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -149,6 +151,14 @@ impl Modify for CommonAnswers {
                     .build(),
             ),
         );
+        if let Some(list) = doc
+            .paths
+            .paths
+            .get_mut("/api/products")
+            .and_then(|item| item.get.as_mut())
+        {
+            lenient_query(list);
+        }
         for (path, item) in doc.paths.paths.iter_mut() {
             let has_param = path.contains('{');
             let may_be_unavailable = !NO_COMMON_503.contains(&path.as_str());
@@ -180,6 +190,43 @@ fn error(description: &str) -> Response {
                 .build(),
         )
         .build()
+}
+
+/// What the product search takes beyond the derive's types: `page` and `limit` may be empty
+/// (the default), and a filter may be repeated (`brand=a&brand=b`).
+fn lenient_query(op: &mut Operation) {
+    for param in op.parameters.iter_mut().flatten() {
+        let max: u64 = match param.name.as_str() {
+            "page" => u32::MAX.into(),
+            "limit" => emporium_engine::catalog::MAX_PAGE_SIZE.into(),
+            "brand" | "category" => {
+                let one = || ObjectBuilder::new().schema_type(Type::String);
+                param.schema = Some(
+                    AnyOfBuilder::new()
+                        .item(one())
+                        .item(ArrayBuilder::new().items(one()))
+                        .into(),
+                );
+                continue;
+            }
+            _ => continue,
+        };
+        param.schema = Some(
+            AnyOfBuilder::new()
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .maximum(Some(max)),
+                )
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .max_length(Some(0)),
+                )
+                .into(),
+        );
+    }
 }
 
 /// A parameter is absent or has a value: it is never `null` (the derive makes every optional

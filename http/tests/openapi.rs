@@ -95,12 +95,15 @@ fn the_document_states_the_bounds_the_code_enforces() {
     );
 
     let list = operation(&doc, "/api/products", "get");
-    let limit = &param(list, "limit")["schema"];
+    // A number in bounds, or empty for the default.
+    let limit = &param(list, "limit")["schema"]["anyOf"];
     assert_eq!(
-        (limit["minimum"].as_f64(), limit["maximum"].as_f64()),
+        (limit[0]["minimum"].as_f64(), limit[0]["maximum"].as_f64()),
         (Some(1.0), Some(100.0))
     );
-    assert_eq!(param(list, "page")["schema"]["minimum"].as_f64(), Some(1.0));
+    assert_eq!(limit[1]["maxLength"].as_u64(), Some(0));
+    let page = &param(list, "page")["schema"]["anyOf"][0];
+    assert_eq!(page["minimum"].as_f64(), Some(1.0));
 
     let set = operation(&doc, "/api/cart/items/{sku}", "put");
     assert!(statuses(set).contains(&"409"), "{set}");
@@ -159,6 +162,24 @@ async fn limit_is_capped_at_100_with_a_clear_error() {
         (status, body["error"].as_str()),
         (400, Some("invalid_paging"))
     );
+    // Empty means the default; a single-valued parameter given twice is refused.
+    let (status, body) = node.get("/api/products?page=&limit=", None).await;
+    let found = body["products"].as_array().map(Vec::len);
+    assert_eq!((status, found), (200, Some(20)), "{body}");
+    for twice in [
+        "page=1&page=2",
+        "limit=5&limit=5",
+        "search=a&search=b",
+        "page=&page=",
+    ] {
+        let (status, body) = node.get(&format!("/api/products?{twice}"), None).await;
+        let code = body["error"].as_str();
+        assert_eq!(
+            (status, code),
+            (400, Some("invalid_query")),
+            "{twice}: {body}"
+        );
+    }
 }
 
 /// The methods the document gives each path are the methods the server takes there: any other

@@ -21,19 +21,27 @@ async fn with_stock(engine: &Engine, products: &[Product]) -> Result<Vec<Product
 /// The query string's pairs, in order (a key may repeat).
 type Params = Vec<(String, String)>;
 
-/// The last value given for `name`.
-fn last<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
-    params
+/// The value given for a single-valued parameter; given twice, it is a 400 (which one was
+/// meant?).
+fn single<'a>(params: &'a Params, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = params
         .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    let value = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} is given more than once"),
+        ));
+    }
+    Ok(value)
 }
 
 /// A paging number from 1 to `max`; absent or empty gives `default`. Anything else is a 400
 /// naming the bounds.
 fn number(params: &Params, name: &'static str, default: u32, max: u32) -> Result<u32, ApiError> {
-    let raw = match last(params, name).map(str::trim) {
+    let raw = match single(params, name)? {
         None | Some("") => return Ok(default),
         Some(raw) => raw,
     };
@@ -85,15 +93,15 @@ fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
 /// Searches the catalog: one page, sorted by name.
 #[utoipa::path(get, path = "/api/products", operation_id = "listProducts", tag = "catalog",
     params(
-        ("page" = Option<u64>, Query, minimum = 1, maximum = 4294967295.0, description = "1-based page (default 1)"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Products per page (default 20, at most 100)"),
+        ("page" = Option<u64>, Query, minimum = 1, maximum = 4294967295.0, description = "1-based page (default 1; empty means the default)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Products per page (default 20, at most 100; empty means the default)"),
         ("search" = Option<String>, Query, description = "Case-insensitive substring of the name"),
-        ("brand" = Option<String>, Query, description = "Comma-separated brands (any case); also `brand=a&brand=b` or `brand[]=a`; at most 50 distinct"),
+        ("brand" = Option<String>, Query, description = "Comma-separated brands (any case), or the parameter repeated (also as `brand[]`); at most 50 distinct"),
         ("category" = Option<String>, Query, description = "Comma-separated categories, as `brand`"),
     ),
     responses(
         (status = 200, description = "The page", body = ProductPageDto),
-        (status = 400, description = "`invalid_paging`: page or limit out of bounds; `invalid_query`: unparsable query or more than 50 values of a filter", body = ErrorBody),
+        (status = 400, description = "`invalid_paging`: page or limit out of bounds; `invalid_query`: unparsable query, `page`, `limit` or `search` given twice, or more than 50 values of a filter", body = ErrorBody),
     ))]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let params = web::Query::<Params>::from_query(req.query_string())
@@ -102,7 +110,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let query = ProductQuery {
         page: number(&params, "page", 1, u32::MAX)?,
         limit: number(&params, "limit", 20, MAX_PAGE_SIZE)?,
-        search: last(&params, "search").map(|s| s.trim().to_owned()),
+        search: single(&params, "search")?.map(|s| s.trim().to_owned()),
         brands: list_param(&params, "brand")?,
         categories: list_param(&params, "category")?,
     };
