@@ -195,7 +195,7 @@ async fn each_path_takes_exactly_the_documented_methods() {
             .keys()
             .map(|m| m.to_uppercase())
             .collect();
-        let concrete = path.replace('{', "").replace('}', "");
+        let concrete = path.replace(['{', '}'], "");
         let r = node
             .send(Method::TRACE, &concrete, &Auth::None, &[], None)
             .await;
