@@ -175,3 +175,57 @@ impl<F: Fn() -> Vec<MetricFamily> + Send + Sync> Collector for ScrapeCollector<F
         (self.read)()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prometheus::{Encoder, Registry, TextEncoder};
+
+    use super::*;
+
+    const HITS: Def = Def::counter("t_hits_total", &["kind"], "Hits.");
+    const WAIT: Def = Def::histogram("t_wait_seconds", &[], "Waits.");
+    const DEPTH: Def = Def::gauge("t_depth", &[], "Depth.");
+
+    #[test]
+    fn families_read_at_scrape_encode_like_registered_metrics() {
+        let registry = Registry::new();
+        let collector = ScrapeCollector::new(&[&HITS, &WAIT, &DEPTH], || {
+            vec![
+                HITS.family().value(&["a"], 3.0).value(&["b"], 1.0).done(),
+                WAIT.family()
+                    .histogram(&[], &[(0.1, 1), (1.0, 2)], 3, 2.5)
+                    .done(),
+                // No sample: the registry leaves the family out.
+                DEPTH.family().done(),
+            ]
+        });
+        registry.register(Box::new(collector.unwrap())).unwrap();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            "# TYPE t_hits_total counter",
+            "t_hits_total{kind=\"a\"} 3",
+            "t_hits_total{kind=\"b\"} 1",
+            "# TYPE t_wait_seconds histogram",
+            "t_wait_seconds_bucket{le=\"0.1\"} 1",
+            "t_wait_seconds_bucket{le=\"+Inf\"} 3",
+            "t_wait_seconds_sum 2.5",
+            "t_wait_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        assert!(!text.contains("t_depth"), "{text}");
+    }
+
+    #[test]
+    fn a_second_collector_of_the_same_family_is_refused() {
+        let registry = Registry::new();
+        let first = ScrapeCollector::new(&[&DEPTH], Vec::new).unwrap();
+        let second = ScrapeCollector::new(&[&DEPTH], Vec::new).unwrap();
+        registry.register(Box::new(first)).unwrap();
+        assert!(registry.register(Box::new(second)).is_err());
+    }
+}
