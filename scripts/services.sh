@@ -6,6 +6,8 @@
 #   SecantusDB (MongoDB-compatible, PyPI `secantusdb`) 127.0.0.1:27017, installed into .venv-mongo
 #   aiosmtpd (PyPI) installed into .venv-smtp: the notification tests start capturing SMTP servers
 #   of their own with it (http/tests/common/smtp_capture.py); nothing runs here
+# and the Python tools some tests drive, installed into .venv-tools: schemathesis (the API fuzzer
+# of http/tests/api_fuzz.rs) and prometheus-client (the text-format parser of http/tests/metrics.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,7 +68,24 @@ ensure_aiosmtpd() {
   echo "aiosmtpd: installed (.venv-smtp)"
 }
 
+# Pinned: a new release may generate other cases or parse differently; upgrade on purpose.
+TOOLS="schemathesis==4.32.5 prometheus-client==0.26.0"
+
+ensure_tools() {
+  if [ -x .venv-tools/bin/schemathesis ] && .venv-tools/bin/python -c 'import prometheus_client' 2>/dev/null \
+     && [ "$(cat .venv-tools/.pinned 2>/dev/null)" = "$TOOLS" ]; then
+    echo "test tools: ready in .venv-tools"
+    return
+  fi
+  echo "test tools: installing $TOOLS into .venv-tools"
+  python3 -m venv .venv-tools
+  # shellcheck disable=SC2086
+  .venv-tools/bin/pip install -q $TOOLS
+  echo "$TOOLS" > .venv-tools/.pinned
+}
+
 ensure_redis
 ensure_rabbitmq
 ensure_secantus
 ensure_aiosmtpd
+ensure_tools

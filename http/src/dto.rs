@@ -7,6 +7,7 @@ use emporium_engine::payment::Card;
 use emporium_engine::CartLineView;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -33,33 +34,48 @@ pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-#[derive(Serialize)]
+/// A signed session token (HS256 JWT with `email`, `username`, `sub`, `role`, `exp`).
+#[derive(Serialize, ToSchema)]
 pub struct Token {
     pub token: String,
 }
 
-#[derive(Deserialize)]
+/// A new account. The email is stored in lower case; unknown fields are ignored.
+#[derive(Deserialize, ToSchema)]
 pub struct RegisterBody {
+    /// 1 to 64 characters once surrounding whitespace is trimmed.
+    #[schema(min_length = 1, max_length = 64)]
     pub username: String,
+    /// An address with a local part, one `@` and a dotted domain; at most 254 bytes.
+    #[schema(min_length = 3, max_length = 254, format = Email)]
     pub email: String,
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
+    #[schema(min_length = 1)]
     pub email: String,
+    #[schema(min_length = 1)]
     pub password: String,
 }
 
-#[derive(Serialize)]
+/// A product as the storefront shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Product)]
 pub struct ProductDto {
     pub id: String,
     pub name: String,
     pub description: String,
+    /// In the store's currency, at most two decimals.
+    #[schema(exclusive_minimum = 0)]
     pub price: f64,
     pub sku: String,
     pub brand: String,
     pub category: String,
+    /// Quantity on hand; `null` when the product's stock is not tracked.
     pub stock: Option<u64>,
 }
 
@@ -78,8 +94,10 @@ impl ProductDto {
     }
 }
 
-#[derive(Serialize)]
+/// One page of a product search, sorted by name.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ProductPage)]
 pub struct ProductPageDto {
     pub products: Vec<ProductDto>,
     pub total_pages: u32,
@@ -96,15 +114,32 @@ fn explicit_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 /// A product as an admin sends it. Everything is optional here so that a missing field gets a
 /// precise message from [`ProductBody::into_draft`].
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(
+    as = ProductInput,
+    description = "A product as an admin sends it: `name`, `sku` and `price` are required."
+)]
 pub struct ProductBody {
+    /// 1 to 200 bytes (UTF-8), not blank.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    /// At most 10000 bytes (UTF-8).
     pub description: Option<String>,
+    /// Greater than 0, at most 100000000, at most two decimals.
+    #[schema(value_type = f64, required = true, exclusive_minimum = 0, maximum = 100000000)]
     pub price: Option<f64>,
+    /// 1 to 64 letters, digits, `-`, `_` or `.` (surrounding whitespace is trimmed).
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub sku: Option<String>,
+    /// At most 100 bytes (UTF-8).
     pub brand: Option<String>,
+    /// At most 100 bytes (UTF-8).
     pub category: Option<String>,
+    /// Quantity on hand, 0 to 1000000000; `null` stops tracking stock; absent leaves it as it is
+    /// (on create: untracked). A product with tracked stock changes its SKU only with `stock`
+    /// in the same body.
     #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000000)]
     pub stock: Option<Option<i64>>,
 }
 
@@ -141,25 +176,53 @@ impl ProductBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct BatchGetBody {
+    /// At most 1000; unknown SKUs are skipped, the order is kept.
+    #[schema(max_items = 1000)]
     pub skus: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddItemBody {
+    #[schema(min_length = 1)]
     pub product_sku: String,
+    /// Added to the line's quantity; the line may hold at most 10000.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct QuantityBody {
+    /// The line's new quantity, at most 10000; 0 or less removes the line.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(maximum = 10000)]
     pub quantity: i64,
 }
 
-#[derive(Serialize)]
+/// A whole number, also when written with a zero fraction (`2.0`): JSON does not tell the two
+/// apart, JSON Schema's `integer` admits both, and some clients serialise every number as a
+/// float.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        // Within ±2^53 every whole float is exact; beyond, no quantity is valid anyway.
+        Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number, got {n}"
+        ))),
+    }
+}
+
+/// A cart line, or an order line (with the price paid).
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Line)]
 pub struct LineDto {
     pub product_id: String,
     pub quantity: u32,
@@ -206,20 +269,38 @@ fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
     }
 }
 
-#[derive(Deserialize)]
+/// A card for the built-in test provider: Luhn-valid numbers are accepted, `4000000000000002`
+/// and expired dates are declined (402). Each field is a string or a number.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Payment)]
 pub struct PaymentBody {
     #[serde(deserialize_with = "number_or_string")]
+    #[schema(schema_with = string_or_number)]
     pub card_number: String,
+    /// 1 to 12.
     #[serde(deserialize_with = "number_or_string")]
+    #[schema(schema_with = string_or_number)]
     pub exp_month: String,
     #[serde(deserialize_with = "number_or_string")]
+    #[schema(schema_with = string_or_number)]
     pub exp_year: String,
     #[serde(deserialize_with = "number_or_string")]
+    #[schema(schema_with = string_or_number)]
     pub cvc: String,
 }
 
-#[derive(Deserialize)]
+/// A field storefront forms send either as a string or as a number.
+fn string_or_number() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Number]))
+        .build()
+}
+
+/// Without a body (or without `payment`), checkout charges a default test card.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Checkout)]
 pub struct CheckoutBody {
     pub payment: Option<PaymentBody>,
 }
@@ -240,27 +321,38 @@ impl PaymentBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct StatusBody {
+    /// `Created`, `Paid`, `Shipped`, `Delivered` or `Cancelled` (any case).
     pub status: String,
 }
 
-#[derive(Serialize)]
+/// One status an order went through, and when (RFC 3339).
+#[derive(Serialize, ToSchema)]
+#[schema(as = OrderHistory)]
 pub struct HistoryDto {
+    #[schema(value_type = OrderStatus)]
     pub status: &'static str,
+    #[schema(format = DateTime)]
     pub at: String,
 }
 
-#[derive(Serialize)]
+/// An order with its lines, total and status history.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Order)]
 pub struct OrderDto {
     pub id: String,
     pub user_email: String,
     pub items: Vec<LineDto>,
     pub total: f64,
+    /// ISO 4217 code of every price in the order.
     pub currency: String,
+    #[schema(value_type = OrderStatus)]
     pub status: &'static str,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     pub history: Vec<HistoryDto>,
 }
@@ -286,6 +378,18 @@ impl From<&Order> for OrderDto {
                 .collect(),
         }
     }
+}
+
+/// An order's status: `Created` → `Paid` → `Shipped` → `Delivered`, and `Cancelled` from
+/// `Created` or `Paid`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum OrderStatus {
+    Created,
+    Paid,
+    Shipped,
+    Delivered,
+    Cancelled,
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! Solves: authentication (argon2id passwords in the engine, HS256 JWT here), JSON in and out,
 //! validation of request shapes, one mapping from engine errors to status codes with JSON bodies,
-//! body-size limits, request metrics and the operational endpoints.
+//! body-size limits, request metrics, the operational endpoints and the OpenAPI document.
 //!
 //! Deliberately does not: hold business rules (they live in `emporium-engine`) or hold actor
 //! addresses (it calls the engine handle, which routes through the shard map).
@@ -19,6 +19,7 @@ pub mod events;
 pub mod metrics;
 #[cfg(feature = "notify")]
 pub mod notify;
+pub mod openapi;
 mod routes;
 pub mod server;
 pub mod telemetry;

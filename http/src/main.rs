@@ -43,6 +43,12 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Print the API's OpenAPI 3.1 document (what `GET /api/openapi.json` serves), or write it
+    /// to a file (`emporium openapi --out docs/openapi.json`).
+    Openapi {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Look at a running cluster.
     Cluster {
         #[command(subcommand)]
@@ -84,6 +90,27 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    // Needs no configuration either: the document depends on nothing but the code.
+    if let Some(Command::Openapi { out }) = &cli.command {
+        let doc = emporium_http::openapi::to_json();
+        let written = match out {
+            Some(path) => std::fs::write(path, doc)
+                .map_err(|e| format!("cannot write {}: {e}", path.display())),
+            None => {
+                use std::io::Write as _;
+                std::io::stdout()
+                    .write_all(doc.as_bytes())
+                    .map_err(|e| format!("cannot write to stdout: {e}"))
+            }
+        };
+        return match written {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("emporium: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let overrides = Overrides {
         listen: cli.listen,
         data_dir: cli.data_dir,
@@ -101,7 +128,7 @@ fn main() -> std::process::ExitCode {
             Command::Catalog {
                 command: CatalogCommand::Import { file },
             } => emporium_http::server::import_file(config, &file).await,
-            Command::Cluster { .. } => Ok(()),
+            Command::Cluster { .. } | Command::Openapi { .. } => Ok(()),
             #[cfg(feature = "notify")]
             Command::Notify => emporium_http::notify::run(config).await,
             #[cfg(not(feature = "notify"))]

@@ -201,6 +201,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             timeout: Duration::from_secs(config.body_timeout_secs),
         },
     });
+    state.metrics.register(
+        crate::metrics::node::Sources {
+            engine: engine.clone(),
+            relay: state.relay.clone(),
+            sink: state.sink.clone(),
+            cache: state.cache.clone(),
+            commits: state.commits.clone(),
+            scrape: state.metrics.scrape.clone(),
+        }
+        .collector()?,
+    )?;
+    if let Some(node) = &state.node {
+        state.metrics.register(
+            crate::metrics::cluster::Sources {
+                engine: engine.clone(),
+                node: node.clone(),
+                peer_server: state.peer_server.clone(),
+            }
+            .collector()?,
+        )?;
+    }
     actix_web::rt::spawn(relay.run());
     // One core is left to the write path (the log writer and the kernel's sync work): on 2 cores,
     // one HTTP worker measured p99 3.0-3.6 ms against 8-9 ms with two, at slightly higher

@@ -318,3 +318,87 @@ async fn metrics_label_routes_not_paths_or_invented_methods() {
         );
     }
 }
+
+/// A quantity written as a float with a zero fraction (`2.0`, as some clients serialise every
+/// number, and as JSON Schema's `integer` allows) is that whole number; a real fraction, a float
+/// beyond any quantity, or `NaN`-like text stays a 400.
+#[actix_rt::test]
+async fn quantities_written_as_whole_floats_count_as_whole_numbers() {
+    let node = Node::start(NodeOpts::new().demo_catalog(false));
+    let admin_tok = admin_token(&node).await;
+    create_product(&node, &admin_tok, "Float Item", "FLT-1", 3.0, Some(50)).await;
+    let tok = register(&node, "flo", "flo@example.com", PASSWORD).await;
+    let add = |raw: &'static str| {
+        let node = &node;
+        let tok = tok.clone();
+        async move {
+            node.post_raw(
+                "/api/cart/items",
+                Some(&tok),
+                "application/json",
+                raw.as_bytes().to_vec(),
+            )
+            .await
+        }
+    };
+    let (s, b) = add(r#"{"productSku":"FLT-1","quantity":2.0}"#).await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = node
+        .put(
+            "/api/cart/items/FLT-1",
+            Some(&tok),
+            json!({"quantity": 5.0}),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    assert_eq!(cart_map(&node, &tok).await.get("FLT-1"), Some(&5));
+    for raw in [
+        r#"{"productSku":"FLT-1","quantity":2.5}"#,
+        r#"{"productSku":"FLT-1","quantity":1e300}"#,
+        r#"{"productSku":"FLT-1","quantity":-0.5}"#,
+    ] {
+        let (s, b) = add(raw).await;
+        assert_error(raw, (s, &b), 400);
+    }
+    let (s, b) = node
+        .put(
+            "/api/cart/items/FLT-1",
+            Some(&tok),
+            json!({"quantity": -8.0}),
+        )
+        .await;
+    assert_eq!(
+        s, 204,
+        "a whole negative float removes the line like -8: {b}"
+    );
+    assert_eq!(cart_map(&node, &tok).await.get("FLT-1"), None);
+}
+
+/// A method a route does not take is a JSON 405 whose `Allow` header lists the methods it does
+/// take (RFC 9110 requires it).
+#[actix_rt::test]
+async fn a_wrong_method_gets_405_with_allow() {
+    let node = Node::start(NodeOpts::new().demo_catalog(false));
+    for (method, path, allow) in [
+        ("TRACE", "/api/cart", "GET, DELETE"),
+        ("GET", "/api/cart/items", "POST"),
+        ("POST", "/api/products/some-id", "GET, PUT, DELETE"),
+        ("PATCH", "/healthz", "GET"),
+    ] {
+        let r = node
+            .send(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                path,
+                &Auth::None,
+                &[],
+                None,
+            )
+            .await;
+        assert_error(&format!("{method} {path}"), (r.status, &r.body), 405);
+        let got = r
+            .headers
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(got.as_deref(), Some(allow), "{method} {path}");
+    }
+}

@@ -5,6 +5,7 @@ use emporium_engine::Engine;
 use crate::auth::AuthUser;
 use crate::dto::{BatchGetBody, ProductBody, ProductDto, ProductPageDto};
 use crate::error::ApiError;
+use crate::openapi::ErrorBody;
 use crate::{body, AppState};
 
 const MAX_BATCH: usize = 1000;
@@ -20,24 +21,36 @@ async fn with_stock(engine: &Engine, products: &[Product]) -> Result<Vec<Product
 /// The query string's pairs, in order (a key may repeat).
 type Params = Vec<(String, String)>;
 
-/// The last value given for `name`.
-fn last<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
-    params
+/// The value given for a single-valued parameter; given twice, it is a 400 (which one was
+/// meant?).
+fn single<'a>(params: &'a Params, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = params
         .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    let value = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} is given more than once"),
+        ));
+    }
+    Ok(value)
 }
 
-fn number(params: &Params, name: &'static str, default: u32) -> Result<u32, ApiError> {
-    match last(params, name).map(str::trim) {
-        None | Some("") => Ok(default),
-        Some(raw) => raw.parse().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_paging",
-                format!("{name} must be a whole number from 1 to {}", u32::MAX),
-            )
-        }),
+/// A paging number from 1 to `max`; absent or empty gives `default`. Anything else is a 400
+/// naming the bounds.
+fn number(params: &Params, name: &'static str, default: u32, max: u32) -> Result<u32, ApiError> {
+    let raw = match single(params, name)? {
+        None | Some("") => return Ok(default),
+        Some(raw) => raw,
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "invalid_paging",
+            format!("{name} must be a whole number from 1 to {max}"),
+        )),
     }
 }
 
@@ -77,14 +90,27 @@ fn list_param(params: &Params, name: &str) -> Result<Vec<String>, ApiError> {
     Ok(values)
 }
 
+/// Searches the catalog: one page, sorted by name.
+#[utoipa::path(get, path = "/api/products", operation_id = "listProducts", tag = "catalog",
+    params(
+        ("page" = Option<u64>, Query, minimum = 1, maximum = 4294967295.0, description = "1-based page (default 1; empty means the default)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Products per page (default 20, at most 100; empty means the default)"),
+        ("search" = Option<String>, Query, description = "Case-insensitive substring of the name"),
+        ("brand" = Option<String>, Query, description = "Comma-separated brands (any case), or the parameter repeated (also as `brand[]`); at most 50 distinct"),
+        ("category" = Option<String>, Query, description = "Comma-separated categories, as `brand`"),
+    ),
+    responses(
+        (status = 200, description = "The page", body = ProductPageDto),
+        (status = 400, description = "`invalid_paging`: page or limit out of bounds; `invalid_query`: unparsable query, `page`, `limit` or `search` given twice, or more than 50 values of a filter", body = ErrorBody),
+    ))]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let params = web::Query::<Params>::from_query(req.query_string())
         .map_err(|_| ApiError::bad_request("invalid_query", "the query string cannot be parsed"))?
         .into_inner();
     let query = ProductQuery {
-        page: number(&params, "page", 1)?,
-        limit: number(&params, "limit", 20)?,
-        search: last(&params, "search").map(|s| s.trim().to_owned()),
+        page: number(&params, "page", 1, u32::MAX)?,
+        limit: number(&params, "limit", 20, MAX_PAGE_SIZE)?,
+        search: single(&params, "search")?.map(|s| s.trim().to_owned()),
         brands: list_param(&params, "brand")?,
         categories: list_param(&params, "category")?,
     };
@@ -96,9 +122,6 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         .map_err(|e| {
             let mut e = ApiError::from(e);
             e.code = "invalid_paging";
-            if query.limit > MAX_PAGE_SIZE {
-                e.message = format!("Limit must be between 1 and {MAX_PAGE_SIZE}.");
-            }
             e
         })?;
     Ok(HttpResponse::Ok().json(ProductPageDto {
@@ -109,6 +132,9 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     }))
 }
 
+/// Every product, sorted by name.
+#[utoipa::path(get, path = "/api/products/all", operation_id = "allProducts", tag = "catalog",
+    responses((status = 200, description = "Every product", body = [ProductDto])))]
 pub async fn all(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let catalog = state.engine.catalog().snapshot();
     Ok(HttpResponse::Ok().json(with_stock(&state.engine, catalog.all()).await?))
@@ -125,6 +151,12 @@ async fn one_product(
     Ok(HttpResponse::Ok().json(ProductDto::new(&product, stock)))
 }
 
+#[utoipa::path(get, path = "/api/products/{id}", operation_id = "getProduct", tag = "catalog",
+    params(("id" = String, Path, description = "The product's id")),
+    responses(
+        (status = 200, description = "The product", body = ProductDto),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 pub async fn by_id(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -133,6 +165,12 @@ pub async fn by_id(
     one_product(&state, found, format!("id {id}")).await
 }
 
+#[utoipa::path(get, path = "/api/products/sku/{sku}", operation_id = "getProductBySku", tag = "catalog",
+    params(("sku" = String, Path, description = "The product's SKU")),
+    responses(
+        (status = 200, description = "The product", body = ProductDto),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 pub async fn by_sku(
     state: web::Data<AppState>,
     sku: web::Path<String>,
@@ -141,14 +179,27 @@ pub async fn by_sku(
     one_product(&state, found, format!("sku {sku}")).await
 }
 
+/// Distinct brands, sorted.
+#[utoipa::path(get, path = "/api/products/brands", operation_id = "listBrands", tag = "catalog",
+    responses((status = 200, description = "Brands", body = [String])))]
 pub async fn brands(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.engine.catalog().snapshot().brands())
 }
 
+/// Distinct categories, sorted.
+#[utoipa::path(get, path = "/api/products/categories", operation_id = "listCategories", tag = "catalog",
+    responses((status = 200, description = "Categories", body = [String])))]
 pub async fn categories(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.engine.catalog().snapshot().categories())
 }
 
+/// The products of the given SKUs, in the request's order; unknown SKUs are skipped.
+#[utoipa::path(post, path = "/api/products/batch-get", operation_id = "batchGetProducts", tag = "catalog",
+    request_body = BatchGetBody,
+    responses(
+        (status = 200, description = "The products found", body = [ProductDto]),
+        (status = 400, description = "`invalid_input`: more than 1000 SKUs", body = ErrorBody),
+    ))]
 pub async fn batch_get(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -171,6 +222,15 @@ pub async fn batch_get(
     Ok(HttpResponse::Ok().json(with_stock(&state.engine, &found).await?))
 }
 
+/// Creates a product (admins only).
+#[utoipa::path(post, path = "/api/products", operation_id = "createProduct", tag = "catalog", security(("bearer" = [])),
+    request_body = ProductBody,
+    responses(
+        (status = 201, description = "The product", body = ProductDto),
+        (status = 400, description = "`invalid_input`: a field missing or out of bounds", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 409, description = "`duplicate_sku`", body = ErrorBody),
+    ))]
 pub async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -184,6 +244,17 @@ pub async fn create(
     Ok(HttpResponse::Created().json(ProductDto::new(&product, stock)))
 }
 
+/// Replaces a product (admins only).
+#[utoipa::path(put, path = "/api/products/{id}", operation_id = "updateProduct", tag = "catalog", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The product's id")),
+    request_body = ProductBody,
+    responses(
+        (status = 200, description = "The product", body = ProductDto),
+        (status = 400, description = "`invalid_input`: a field missing or out of bounds", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`duplicate_sku`; `stock_tracked`: a SKU change without `stock`", body = ErrorBody),
+    ))]
 pub async fn update(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -198,6 +269,14 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(ProductDto::new(&product, stock)))
 }
 
+/// Deletes a product (admins only); cart lines of it are no longer shown or bought.
+#[utoipa::path(delete, path = "/api/products/{id}", operation_id = "deleteProduct", tag = "catalog", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The product's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 pub async fn delete(
     state: web::Data<AppState>,
     user: AuthUser,

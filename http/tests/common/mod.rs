@@ -17,6 +17,7 @@ pub mod failure;
 pub mod load;
 pub mod notify;
 mod raw;
+pub mod tools;
 pub use api::*;
 #[allow(unused_imports)]
 pub use backends::*;

@@ -1,6 +1,13 @@
-//! HTTP request metrics (count and latency per route), rendered in the Prometheus text format.
+//! Every metric of `/metrics` goes through one `prometheus` registry: the HTTP request metrics
+//! (count and latency per route) recorded here, and collectors that read the engine's, the
+//! stores' and the cluster's counters at each scrape (`node`, `cluster`). The README lists them.
+
+pub mod cluster;
+pub mod family;
+pub mod node;
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -21,6 +28,8 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// What the scrape asked the store just before gathering.
+    pub scrape: Arc<node::ScrapeValues>,
 }
 
 impl Metrics {
@@ -50,7 +59,16 @@ impl Metrics {
             registry,
             requests,
             latency,
+            scrape: Arc::default(),
         })
+    }
+
+    /// Registers a collector that reads its values at each scrape.
+    pub fn register(
+        &self,
+        collector: impl prometheus::core::Collector + 'static,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(Box::new(collector))
     }
 
     pub fn render(&self) -> String {
