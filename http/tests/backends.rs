@@ -295,18 +295,6 @@ async fn carts_work_while_redis_is_down_and_use_it_again() {
     assert_eq!(metric(&m, "emporium_cart_cache_up", &[]), Some(1.0), "{m}");
 }
 
-/// Keys in a Redis (bounded: a hung Redis fails the test instead of hanging it).
-async fn redis_keys(url: &str) -> i64 {
-    let count = async {
-        let client = redis::Client::open(url).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
-    };
-    actix_rt::time::timeout(Duration::from_secs(5), count)
-        .await
-        .expect("DBSIZE answered within 5 s")
-}
-
 /// Acceptance 6: the store stopped: writes answer 503 with `Retry-After` within 10 s, no order is
 /// half-written, and once it is back writes succeed without restarting the node.
 #[actix_rt::test]

@@ -11,10 +11,7 @@ use common::*;
 use serde_json::json;
 
 fn emporium(data_dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emporium"));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("EMPORIUM_")) {
-        cmd.env_remove(key);
-    }
+    let mut cmd = emporium_command();
     cmd.env("EMPORIUM_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn");
     cmd

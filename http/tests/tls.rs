@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -105,15 +105,7 @@ impl Backends {
 
     /// Keys in the private Redis, read over a plain connection.
     async fn cached_keys(&self) -> i64 {
-        let url = format!("redis://:{TOKEN}@127.0.0.1:{}/", self.redis.port);
-        let count = async {
-            let client = redis::Client::open(url).unwrap();
-            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-            redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
-        };
-        actix_rt::time::timeout(Duration::from_secs(5), count)
-            .await
-            .expect("DBSIZE answered within 5 s")
+        redis_keys(&format!("redis://:{TOKEN}@127.0.0.1:{}/", self.redis.port)).await
     }
 }
 
@@ -138,18 +130,23 @@ async fn a_node_works_through_tls_to_all_three_backends() {
     let (s, order) = node.post("/api/checkout", Some(&buyer), json!({})).await;
     assert_eq!(s, 201, "{order}");
     let id = id_of(&order);
-    let got = consumer
-        .collect_until(Duration::from_secs(60), |got| {
-            got.iter().any(|m| m.body["order"]["id"] == id.as_str())
-        })
-        .await;
     assert!(
-        got.iter().any(|m| m.body["order"]["id"] == id.as_str()),
-        "order.created for {id} published over amqps"
+        published(&mut consumer, &id, 60).await,
+        "order.created for {id} was published over amqps"
     );
     assert_eq!(stock_of(&node, "TLS-1").await, Some(3));
     let (_, ready) = node.get("/readyz", None).await;
     assert_eq!(ready["cartCache"].as_str(), Some("up"), "{ready}");
+}
+
+/// Whether `order.created` of order `id` reaches `consumer` within `secs` seconds.
+async fn published(consumer: &mut EventConsumer, id: &str, secs: u64) -> bool {
+    let got = consumer
+        .collect_until(Duration::from_secs(secs), |got| {
+            got.iter().any(|m| m.body["order"]["id"] == id)
+        })
+        .await;
+    got.iter().any(|m| m.body["order"]["id"] == id)
 }
 
 /// Starts the binary with `env` over a plain store and expects it to stop within a minute;
@@ -158,12 +155,7 @@ fn start_fails(opts: &[(&str, String)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let out = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emporium"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("EMPORIUM_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = emporium_command();
     cmd.arg("serve")
         .env("EMPORIUM_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("EMPORIUM_DATA_DIR", dir.path())
@@ -310,12 +302,10 @@ async fn a_certificate_that_goes_bad_later_is_an_outage_and_the_node_recovers() 
     let (s, order) = node.post("/api/checkout", Some(&buyer), json!({})).await;
     assert_eq!(s, 201, "{order}");
     let id = id_of(&order);
-    let got = consumer
-        .collect_until(Duration::from_secs(60), |got| {
-            got.iter().any(|m| m.body["order"]["id"] == id.as_str())
-        })
-        .await;
-    assert!(got.iter().any(|m| m.body["order"]["id"] == id.as_str()));
+    assert!(
+        published(&mut consumer, &id, 60).await,
+        "order.created for {id} arrived once the certificates were good"
+    );
 
     // Only the broker's and the cache's certificates go bad: checkouts still answer 201, their
     // events wait in the outbox and arrive once the certificates are good again.
@@ -336,15 +326,8 @@ async fn a_certificate_that_goes_bad_later_is_an_outage_and_the_node_recovers() 
     assert_eq!(broker, "down", "the broker shows as down");
     tls.cache.present(&tls.ca);
     tls.broker.present(&tls.ca);
-    let got = consumer
-        .collect_until(Duration::from_secs(90), |got| {
-            got.iter()
-                .any(|m| m.body["order"]["id"] == waiting.as_str())
-        })
-        .await;
     assert!(
-        got.iter()
-            .any(|m| m.body["order"]["id"] == waiting.as_str()),
+        published(&mut consumer, &waiting, 90).await,
         "the waiting event arrived"
     );
     assert_eq!(stock_of(&node, "TLS-2").await, Some(46));

@@ -82,3 +82,15 @@ impl EventConsumer {
         got
     }
 }
+
+/// Keys in a Redis (bounded: a hung Redis fails the test instead of hanging it).
+pub async fn redis_keys(url: &str) -> i64 {
+    let count = async {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
+    };
+    actix_rt::time::timeout(Duration::from_secs(5), count)
+        .await
+        .expect("DBSIZE answered within 5 s")
+}

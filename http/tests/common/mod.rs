@@ -24,6 +24,17 @@ pub use backends::*;
 use emporium_persistence::testkit::free_port;
 pub use raw::*;
 
+/// The `emporium` binary under test, without the developer's own `EMPORIUM_*` settings.
+pub fn emporium_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emporium"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("EMPORIUM_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const PASSWORD: &str = "correct-horse-battery-staple";
@@ -168,13 +179,7 @@ impl Node {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_emporium"));
-        // Do not let a developer's own EMPORIUM_* settings leak into tests.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("EMPORIUM_") {
-                cmd.env_remove(k);
-            }
-        }
+        let mut cmd = emporium_command();
         let listen = format!("{}:{}", self.host, self.port);
         if self.opts.readme_defaults {
             cmd.current_dir(self.dir.path()).args(["--listen", &listen]);

@@ -177,12 +177,7 @@ impl Notifier {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_emporium"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("EMPORIUM_") {
-                cmd.env_remove(k);
-            }
-        }
+        let mut cmd = super::emporium_command();
         cmd.arg("notify")
             .current_dir(self.dir.path())
             .env("EMPORIUM_NOTIFY_LISTEN", format!("127.0.0.1:{}", self.port))
