@@ -7,7 +7,7 @@
 //! start, so a stall shows as latency instead of as fewer requests (no coordinated omission).
 //!
 //! It sends only to the `--targets` it is given and stops by itself at `--duration`,
-//! `--max-requests` or Ctrl-C; it does not retry writes (a write without an answer is reported as
+//! `--max-requests`, Ctrl-C or SIGTERM; it does not retry writes (a write without an answer is reported as
 //! failed and counted as uncertain by `--verify`), and it is not a benchmark of the store on its
 //! own: the generator shares the machine it measures.
 
@@ -82,11 +82,15 @@ pub async fn run(opts: Options) -> Result<Summary, String> {
     ));
     let started_at = unix_now();
     {
+        // Ctrl-C or SIGTERM ends the load early; the run still verifies and reports.
         let stop = stop.clone();
         actix_rt::spawn(async move {
-            if actix_rt::signal::ctrl_c().await.is_ok() {
-                stop.set(true);
-            }
+            use actix_rt::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            first_of(actix_rt::signal::ctrl_c(), term.recv()).await;
+            stop.set(true);
         });
     }
     let done = Rc::new(Cell::new(false));
@@ -197,6 +201,11 @@ fn finish(
     );
     plot::write_png(&files["png"], &title, &stats.timeline, &summary.events)?;
     Ok(summary)
+}
+
+/// Waits for whichever of two futures ends first.
+async fn first_of<A: std::future::Future, B: std::future::Future>(a: A, b: B) {
+    futures_util::future::select(std::pin::pin!(a), std::pin::pin!(b)).await;
 }
 
 /// `--connections` shoppers, each sending its next request when the last is answered.
