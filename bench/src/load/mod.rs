@@ -65,8 +65,8 @@ pub async fn run(opts: Options) -> Result<Summary, String> {
     let quiet = opts.quiet;
     if !quiet {
         eprintln!(
-            "emporium-load: {:?} against {}; {} shoppers, {} products to buy, {} catalog products",
-            opts.scenario,
+            "emporium-load: {} against {}; {} shoppers, {} products to buy, {} catalog products",
+            opts.scenario.name(),
             opts.targets.join(","),
             setup.shoppers.len(),
             setup.buy.len(),
@@ -185,8 +185,8 @@ fn finish(
     std::fs::write(&files["csv"], report::timeline_csv(&stats.timeline))
         .map_err(|e| format!("timeline.csv: {e}"))?;
     let title = format!(
-        "emporium-load {:?}, {} — {} requests, {} failed{}",
-        opts.scenario,
+        "emporium-load {}, {} — {} requests, {} failed{}",
+        opts.scenario.name(),
         match opts.rate {
             Some(r) => format!("open loop {r}/s"),
             None => format!("{} connections", opts.connections),

@@ -20,6 +20,16 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// The name the command line takes (`add-to-cart`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Browse => "browse",
+            Scenario::AddToCart => "add-to-cart",
+            Scenario::Checkout => "checkout",
+            Scenario::Mixed => "mixed",
+        }
+    }
+
     /// Whether the scenario signs shoppers in and writes (users and stock are set up first).
     pub fn writes(self) -> bool {
         !matches!(self, Scenario::Browse)

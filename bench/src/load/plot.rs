@@ -31,8 +31,8 @@ const MARKER: RGBColor = RGBColor(150, 60, 200);
 struct Panel<'a> {
     caption: &'a str,
     y_desc: &'a str,
-    /// (legend label, colour, value per row)
-    lines: Vec<(String, RGBColor, Vec<f64>)>,
+    /// (legend label, colour, line width, value per row)
+    lines: Vec<(String, RGBColor, u32, Vec<f64>)>,
 }
 
 /// Draws `rows` and `events` into a PNG at `path`.
@@ -46,7 +46,7 @@ pub fn write_png(
         .map_err(|_| "plot: the bundled font does not load".to_owned())?;
     let mut buf = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     let col = |f: &dyn Fn(&SecondRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
-    let mut error_lines: Vec<(String, RGBColor, Vec<f64>)> = ERROR_CLASSES
+    let mut error_lines: Vec<(String, RGBColor, u32, Vec<f64>)> = ERROR_CLASSES
         .iter()
         .enumerate()
         .filter(|(k, _)| rows.iter().any(|r| r.errors[*k] > 0))
@@ -54,28 +54,35 @@ pub fn write_png(
             (
                 c.to_string(),
                 ERROR_COLOURS[k],
+                2,
                 col(&|r| r.errors[k] as f64),
             )
         })
         .collect();
     if error_lines.is_empty() {
-        error_lines.push(("errors (none)".into(), ERROR_COLOURS[1], col(&|_| 0.0)));
+        error_lines.push(("errors (none)".into(), ERROR_COLOURS[1], 2, col(&|_| 0.0)));
     }
     let panels = [
         Panel {
             caption: "Throughput",
             y_desc: "requests per second",
             lines: vec![
-                ("all answers".into(), BLUE, col(&|r| r.requests as f64)),
-                ("2xx".into(), GREEN, col(&|r| r.ok as f64)),
+                // The wide light line shows where errors take answers away from 2xx.
+                (
+                    "all answers".into(),
+                    RGBColor(120, 160, 255),
+                    6,
+                    col(&|r| r.requests as f64),
+                ),
+                ("2xx".into(), RGBColor(0, 140, 0), 2, col(&|r| r.ok as f64)),
             ],
         },
         Panel {
             caption: "Latency (each second's requests)",
             y_desc: "milliseconds",
             lines: vec![
-                ("p50".into(), BLUE, col(&|r| r.p50_ms)),
-                ("p99".into(), RED, col(&|r| r.p99_ms)),
+                ("p50".into(), BLUE, 2, col(&|r| r.p50_ms)),
+                ("p99".into(), RED, 2, col(&|r| r.p99_ms)),
             ],
         },
         Panel {
@@ -94,7 +101,7 @@ pub fn write_png(
             let y_top = panel
                 .lines
                 .iter()
-                .flat_map(|l| l.2.iter().copied())
+                .flat_map(|l| l.3.iter().copied())
                 .fold(0.0, f64::max);
             let y_max = if y_top > 0.0 { y_top * 1.15 } else { 1.0 };
             let mut chart = ChartBuilder::on(area)
@@ -112,16 +119,16 @@ pub fn write_png(
                 .axis_desc_style((FAMILY, 15))
                 .draw()
                 .map_err(err)?;
-            for (label, colour, values) in &panel.lines {
+            for (label, colour, width, values) in &panel.lines {
                 // Each second's value drawn at the middle of its second.
                 let points = values.iter().enumerate().map(|(i, v)| (i as f64 + 0.5, *v));
-                let colour = *colour;
+                let (colour, width) = (*colour, *width);
                 chart
-                    .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                    .draw_series(LineSeries::new(points, colour.stroke_width(width)))
                     .map_err(err)?
                     .label(label.clone())
                     .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
+                        PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(width))
                     });
             }
             for (k, e) in events.iter().enumerate() {
