@@ -8,7 +8,7 @@
 #
 # Writes target/rolling-restart-demo/: summary.json, timeline.csv, timeline.png (the restarts and
 # resizes marked), events, load.log (progress and the table), cluster/ (node logs).
-# Environment: RATE (arrivals per second, default 100), USERS (shoppers, default 64), WARMUP
+# Environment: RATE (arrivals per second, default 50), USERS (shoppers, default 64), WARMUP
 # (seconds of load before the first restart, default 15), SETTLE (seconds between steps, default
 # 5), SKIP_BUILD=1 (use the release binaries as they are). The cluster runs with a state dir,
 # database (emporium_demo, dropped first) and ports (API 18380, peers 17370) of its own, so a
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=target/rolling-restart-demo
-RATE=${RATE:-100}
+RATE=${RATE:-50}
 USERS=${USERS:-64}
 WARMUP=${WARMUP:-15}
 SETTLE=${SETTLE:-5}

@@ -169,6 +169,9 @@ fn encode(path: &Path, rgb: &[u8]) -> Result<(), String> {
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), WIDTH, HEIGHT);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
+    // Mostly flat colour: the best compression keeps the file small for little time.
+    encoder.set_compression(png::Compression::Best);
+    encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
     let mut writer = encoder.write_header().map_err(|e| format!("png: {e}"))?;
     writer
         .write_image_data(rgb)
