@@ -11,16 +11,16 @@
 #
 # State lives in target/cluster/: the generated JWT secret, cluster secret and admin password
 # (reused by every restart, so tokens stay valid), the peer list, each node's pid, log and data dir.
-# Environment: SKIP_BUILD=1 skips the cargo build of `up`. These apply only while target/cluster/
-# is fresh (then they are kept there): CLUSTER_SHARDS (default 1024), CLUSTER_MAX_NODES (default 8:
-# the ordinals EMPORIUM_PEERS lists), CLUSTER_API_PORT (8080) and CLUSTER_PEER_PORT (7070).
+# Environment: SKIP_BUILD=1 skips the cargo build of `up`; CLUSTER_DIR puts the state elsewhere
+# (default target/cluster: a second cluster beside the first needs its own, and its own ports).
+# These apply only while the state dir is fresh (then they are kept there): CLUSTER_SHARDS
+# (default 1024), CLUSTER_MAX_NODES (default 8: the ordinals EMPORIUM_PEERS lists),
+# CLUSTER_API_PORT (8080), CLUSTER_PEER_PORT (7070) and CLUSTER_DB (the database, emporium_local).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DIR=target/cluster
+DIR=${CLUSTER_DIR:-target/cluster}
 BIN=target/release/emporium
-DB=emporium_local
-STORE="mongodb://127.0.0.1:27017/${DB}?directConnection=true"
 REDIS_URL="redis://127.0.0.1:6379/"
 AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
 ADMIN_EMAIL=admin@example.com
@@ -231,6 +231,8 @@ init() {
   SHARDS=$(setting shards "${CLUSTER_SHARDS:-1024}")
   API_PORT=$(setting api-port "${CLUSTER_API_PORT:-8080}")
   PEER_PORT=$(setting peer-port "${CLUSTER_PEER_PORT:-7070}")
+  DB=$(setting db "${CLUSTER_DB:-emporium_local}")
+  STORE="mongodb://127.0.0.1:27017/${DB}?directConnection=true"
   PEERS=$(peers)
 }
 

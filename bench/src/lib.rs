@@ -1,8 +1,11 @@
 //! Benchmarks for Emporium: criterion benches of cart throughput (`benches/cart.rs`) and the
 //! actix-web hello-world floor (`hello-floor`) that the HTTP load test (`scripts/bench-http.sh`)
-//! compares the store with, in the same run.
+//! compares the store with, in the same run; and `load`, the `emporium-load` generator that
+//! drives the storefront API like shoppers do, with live progress, plots and `--verify`.
 //!
 //! This crate holds no product code; it only measures it.
+
+pub mod load;
 
 use std::sync::Arc;
 
