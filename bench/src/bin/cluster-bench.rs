@@ -171,7 +171,7 @@ async fn closed_loop(
                 }
                 let conn = open.get_mut(&addr).ok_or("connection vanished")?;
                 match conn.exchange(&req).await {
-                    Ok((status, body)) => {
+                    Ok(Response { status, body, .. }) => {
                         let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
                         s.latencies_us.push(us);
                         if !(200..300).contains(&status) {
@@ -443,11 +443,11 @@ async fn activate(o: &Opts) -> Result<()> {
                     }
                     let Some(c) = conn.as_mut() else { continue };
                     match c.exchange(&req).await {
-                        Ok((status, _)) if (200..300).contains(&status) => {
+                        Ok(Response { status, .. }) if (200..300).contains(&status) => {
                             done = true;
                             break;
                         }
-                        Ok((status, body)) => {
+                        Ok(Response { status, body, .. }) => {
                             first.get_or_insert(format!(
                                 "{status}: {}",
                                 String::from_utf8_lossy(&body[..body.len().min(200)])

@@ -12,7 +12,7 @@
 //! own: the generator shares the machine it measures.
 
 mod client;
-mod conn;
+pub mod conn;
 mod opts;
 mod plot;
 mod report;
