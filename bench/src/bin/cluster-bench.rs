@@ -37,9 +37,12 @@ type Result<T> = std::result::Result<T, String>;
 mod conn;
 #[path = "cluster_bench/opts.rs"]
 mod opts;
+#[path = "cluster_bench/stats.rs"]
+mod stats;
 
 use conn::*;
 use opts::*;
+use stats::*;
 
 /// Where one variant sends a given user's requests from a given connection.
 enum Target {
@@ -215,33 +218,6 @@ async fn closed_loop(
     }
     total.latencies_us.sort_unstable();
     Ok(total)
-}
-
-fn pct(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    // nearest rank
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    f64::from(sorted[rank.min(sorted.len()) - 1]) / 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn range(v: &[f64]) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{lo:.2}-{hi:.2}")
 }
 
 async fn run(o: &Opts) -> Result<()> {
