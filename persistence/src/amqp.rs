@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{
@@ -205,10 +204,7 @@ impl AmqpSink {
         // `tokio::time::timeout` already needs one, so there always is.
         let properties =
             ConnectionProperties::default().with_connection_name("emporium-outbox-relay".into());
-        let tls = OwnedTLSConfig {
-            identity: None,
-            cert_chain: self.options.tls_ca.clone(),
-        };
+        let tls = crate::tls::amqp_tls(self.options.tls_ca.as_deref());
         let runtime = lapin::runtime::default_runtime().map_err(|e| ("runtime", e))?;
         let connection =
             Connection::connect_uri_with_config(self.uri.clone(), properties, tls, runtime)

@@ -30,6 +30,32 @@ pub enum Reach {
     Misconfigured(String),
 }
 
+/// A Redis client for `url`; a `rediss://` URL trusts `tls_ca` (PEM) when given, else the system's
+/// roots. Parses only: nothing connects.
+#[cfg(feature = "redis")]
+pub fn redis_client(url: &str, tls_ca: Option<&str>) -> redis::RedisResult<redis::Client> {
+    match tls_ca {
+        Some(pem) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.as_bytes().to_vec()),
+            },
+        ),
+        _ => redis::Client::open(url),
+    }
+}
+
+/// The TLS settings of an AMQP connection: an `amqps://` URL trusts `tls_ca` (PEM) when given,
+/// else the system's roots (a plain `amqp://` URL ignores them).
+#[cfg(feature = "amqp")]
+pub fn amqp_tls(tls_ca: Option<&str>) -> lapin::tcp::OwnedTLSConfig {
+    lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain: tls_ca.map(str::to_owned),
+    }
+}
+
 /// The PEM certificates in the file at `path`, checked to hold at least one certificate.
 pub fn read_ca_bundle(path: &Path) -> Result<String, String> {
     let text =

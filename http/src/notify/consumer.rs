@@ -154,10 +154,7 @@ impl Consumer {
         let s = &self.settings;
         let properties =
             ConnectionProperties::default().with_connection_name("emporium-notify".into());
-        let tls = lapin::tcp::OwnedTLSConfig {
-            identity: None,
-            cert_chain: s.tls_ca.clone(),
-        };
+        let tls = emporium_persistence::tls::amqp_tls(s.tls_ca.as_deref());
         let runtime = lapin::runtime::default_runtime()?;
         let connection =
             Connection::connect_with_config(&s.amqp_url, properties, tls, runtime).await?;

@@ -29,17 +29,8 @@ impl Dedupe {
         ttl_secs: u64,
         tls_ca: Option<&str>,
     ) -> Result<Self, String> {
-        let client = match tls_ca {
-            Some(pem) if url.starts_with("rediss://") => Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.as_bytes().to_vec()),
-                },
-            ),
-            _ => Client::open(url),
-        }
-        .map_err(|e| format!("notify_redis_url: {e}"))?;
+        let client = emporium_persistence::tls::redis_client(url, tls_ca)
+            .map_err(|e| format!("notify_redis_url: {e}"))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(OP_TIMEOUT))
             .set_response_timeout(Some(OP_TIMEOUT));

@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, RedisError, TlsCertificates,
-};
+use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, RedisError};
 
 use super::CacheStats;
 use crate::tls::{tls_failure, Reach};
@@ -54,17 +52,8 @@ impl Link {
         op_timeout: Duration,
         stats: Arc<CacheStats>,
     ) -> Result<Self, crate::Error> {
-        let client = match tls_ca {
-            Some(pem) if redis_url.starts_with("rediss://") => Client::build_with_tls(
-                redis_url,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.as_bytes().to_vec()),
-                },
-            ),
-            _ => Client::open(redis_url),
-        }
-        .map_err(|e| crate::Error::Unavailable(format!("bad redis url: {e}")))?;
+        let client = crate::tls::redis_client(redis_url, tls_ca)
+            .map_err(|e| crate::Error::Unavailable(format!("bad redis url: {e}")))?;
         // Our own timeout bounds each command; the driver's response timeout stays off so that
         // a late reply never turns into an error that would make us drop the connection.
         let config = AsyncConnectionConfig::new()
