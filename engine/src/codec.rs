@@ -53,17 +53,18 @@ pub(crate) fn decode_stored<T: Stored>(bytes: &[u8]) -> Result<T, Error> {
     }
 }
 
-/// Stock remembers its checkouts' holds from format 2 on.
+/// Stock remembers its checkouts' holds from format 2 on, and their orders and times from 3 on.
 impl Stored for crate::inventory::InventoryState {
-    const FORMAT: u8 = 2;
+    const FORMAT: u8 = 3;
 
     fn upgrade(format: u8, body: &[u8]) -> Result<Self, Error> {
+        use crate::inventory::{InventoryStateV1, InventoryStateV2};
         match format {
-            FORMAT_V1 => bincode::deserialize::<crate::inventory::InventoryStateV1>(body)
-                .map(Into::into)
-                .map_err(|e| Error::Codec(e.to_string())),
-            other => Err(Error::Codec(format!("unknown stock format marker {other}"))),
+            FORMAT_V1 => bincode::deserialize::<InventoryStateV1>(body).map(Into::into),
+            2 => bincode::deserialize::<InventoryStateV2>(body).map(Into::into),
+            other => return Err(Error::Codec(format!("unknown stock format marker {other}"))),
         }
+        .map_err(|e| Error::Codec(e.to_string()))
     }
 }
 impl Stored for Option<crate::order::Order> {}

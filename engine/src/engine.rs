@@ -34,6 +34,10 @@ pub struct EngineOptions {
     pub currency: String,
     /// Emails whose accounts get the admin role.
     pub admin_emails: Vec<String>,
+    /// A stock hold older than this belongs to a checkout that has ended without giving it back
+    /// (its node died, or its order write had an unknown outcome and was never retried): it is
+    /// settled against the store. A checkout gives up before writing its order after half of it.
+    pub stock_hold_timeout: Duration,
 }
 
 impl Default for EngineOptions {
@@ -43,6 +47,7 @@ impl Default for EngineOptions {
             max_active_actors: 100_000,
             currency: "USD".into(),
             admin_emails: Vec::new(),
+            stock_hold_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Checkout when the order write fails with an unknown outcome, as a remote store can (a lost
 //! acknowledgement, a timeout): the write may or may not have landed. A fault-injecting wrapper
 //! around the in-memory backend plays the store; the engine must never give stock back under a
-//! stored order, and must answer from the order when it can read it back.
+//! stored order, and must answer from the order when it can read it back. A hold its checkout
+//! never settled is settled against the store once it times out.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use emporium_cluster::{Ownership, ShardMap};
@@ -27,6 +29,8 @@ enum Fault {
     Delayed,
     /// The delayed write lands just before this one.
     DelayedLands,
+    /// Order writes land, but their callers hear `Unavailable`, and stored orders cannot be read.
+    AppliedUnreadable,
 }
 
 struct Faulty {
@@ -51,11 +55,15 @@ fn down() -> StoreError {
 #[async_trait]
 impl SnapshotStore for Faulty {
     async fn load(&self, kind: &str, key: &str) -> Result<Option<Snapshot>, StoreError> {
-        self.inner.load(kind, key).await
+        let loaded = self.inner.load(kind, key).await?;
+        if kind == "order" && loaded.is_some() && self.fault() == Fault::AppliedUnreadable {
+            return Err(down());
+        }
+        Ok(loaded)
     }
     async fn save(&self, write: SnapshotWrite) -> Result<u64, StoreError> {
         match (write.kind, self.fault()) {
-            ("order", Fault::AppliedButLost) => {
+            ("order", Fault::AppliedButLost | Fault::AppliedUnreadable) => {
                 self.inner.save(write).await?;
                 Err(down())
             }
@@ -81,6 +89,10 @@ impl SnapshotStore for Faulty {
 }
 
 async fn setup(stock: u64) -> (Engine, Arc<Faulty>) {
+    setup_with(stock, EngineOptions::default()).await
+}
+
+async fn setup_with(stock: u64, options: EngineOptions) -> (Engine, Arc<Faulty>) {
     let memory = Arc::new(MemoryStore::new());
     let faulty = Arc::new(Faulty {
         inner: memory.clone(),
@@ -96,7 +108,7 @@ async fn setup(stock: u64) -> (Engine, Arc<Faulty>) {
     let engine = Engine::start(
         stores,
         Ownership::single_node(ShardMap::new(64).unwrap()),
-        EngineOptions::default(),
+        options,
     )
     .await
     .unwrap();
@@ -205,4 +217,75 @@ async fn a_retry_overtaken_by_the_first_attempts_late_write_answers_with_that_or
     );
     let (again, created) = engine.checkout("u@x.io", keyed("k4")).await.unwrap();
     assert_eq!((again.id, created), (order.id, false));
+}
+
+const HOLD_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// An engine whose stock holds time out after [`HOLD_TIMEOUT`].
+async fn setup_short_holds(stock: u64) -> (Engine, Arc<Faulty>) {
+    let options = EngineOptions {
+        stock_hold_timeout: HOLD_TIMEOUT,
+        ..EngineOptions::default()
+    };
+    setup_with(stock, options).await
+}
+
+#[actix_rt::test]
+async fn an_abandoned_checkouts_stock_comes_back_once_its_hold_times_out() {
+    let (engine, faulty) = setup_short_holds(10).await;
+    faulty.set(Fault::WritesLost);
+    assert!(engine.checkout("u@x.io", keyed("k5")).await.is_err());
+    faulty.set(Fault::None);
+    assert_eq!(engine.stock("W").await.unwrap(), Some(8), "held: unknown");
+    // No retry comes. Once the hold has timed out, reading the stock settles it against the
+    // store: no order was stored, so its stock is given back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.stock("W").await.unwrap() != Some(10) {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned hold was never settled"
+        );
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    // A retry after that reserves afresh and buys once.
+    let (_, created) = engine.checkout("u@x.io", keyed("k5")).await.unwrap();
+    assert!(created);
+    assert_eq!(engine.stock("W").await.unwrap(), Some(8));
+    actix_rt::time::sleep(HOLD_TIMEOUT * 2).await;
+    assert_eq!(
+        engine.stock("W").await.unwrap(),
+        Some(8),
+        "the stored order's stock stays sold after its hold times out"
+    );
+}
+
+#[actix_rt::test]
+async fn a_timed_out_hold_whose_order_did_land_keeps_its_stock() {
+    let (engine, faulty) = setup_short_holds(10).await;
+    // The order write lands but the checkout cannot tell (nor read it back): holds are kept.
+    faulty.set(Fault::AppliedUnreadable);
+    assert!(engine.checkout("u@x.io", keyed("k6")).await.is_err());
+    // While orders cannot be read, a timed-out hold cannot be settled and stays.
+    actix_rt::time::sleep(HOLD_TIMEOUT * 2).await;
+    assert_eq!(engine.stock("W").await.unwrap(), Some(8));
+    faulty.set(Fault::None);
+    // Readable again: the order is found, so its stock is never given back.
+    assert_eq!(engine.stock("W").await.unwrap(), Some(8));
+    let orders = engine.orders_of("u@x.io").await.unwrap();
+    assert_eq!(orders.len(), 1, "the order stands");
+}
+
+#[actix_rt::test]
+async fn stock_short_only_because_of_timed_out_holds_is_sold() {
+    let (engine, faulty) = setup_short_holds(2).await;
+    faulty.set(Fault::WritesLost);
+    assert!(engine.checkout("u@x.io", keyed("k7")).await.is_err());
+    faulty.set(Fault::None);
+    actix_rt::time::sleep(HOLD_TIMEOUT * 2).await;
+    // Another shopper buys the 2 the abandoned checkout held: the reservation settles the
+    // timed-out hold first instead of answering out of stock.
+    engine.cart_add("v@x.io", "W", 2).await.unwrap();
+    let (_, created) = engine.checkout("v@x.io", keyed("v1")).await.unwrap();
+    assert!(created);
+    assert_eq!(engine.stock("W").await.unwrap(), Some(0));
 }

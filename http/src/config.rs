@@ -30,6 +30,10 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Above this many live actors the least recently used passivate.
     pub max_active_actors: usize,
+    /// A checkout's stock hold older than this (its node died mid-checkout, or its order write
+    /// had an unknown outcome and no retry came) is settled against the store: kept if the
+    /// order is stored, given back if not. At least 60, so no checkout is still running.
+    pub stock_hold_timeout_secs: u64,
     /// Larger request bodies get 413.
     pub body_limit_bytes: usize,
     /// A request body must arrive within this long after its headers, else 408.
@@ -126,6 +130,7 @@ impl Default for Config {
             demo_catalog: true,
             idle_timeout_secs: 600,
             max_active_actors: 100_000,
+            stock_hold_timeout_secs: 120,
             body_limit_bytes: 1024 * 1024,
             body_timeout_secs: 15,
             shards: 1024,
@@ -256,6 +261,9 @@ impl Config {
                         body_timeout_secs must be positive"
                 .into());
         }
+        if self.stock_hold_timeout_secs < 60 {
+            return Err("stock_hold_timeout_secs must be at least 60".into());
+        }
         if let Some(secret) = &self.jwt_secret {
             if secret.len() < 16 {
                 return Err("jwt_secret must be at least 16 bytes".into());
@@ -358,6 +366,15 @@ mod tests {
             assert_eq!(c.shards, 128);
             assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
             assert_eq!(c.admin_emails, vec!["root@example.com", "ops@example.com"]);
+            jail.set_env("EMPORIUM_STOCK_HOLD_TIMEOUT_SECS", "59");
+            let short = Config::load(None, &Overrides::default()).map(drop);
+            assert!(
+                format!("{short:?}").contains("stock_hold_timeout_secs"),
+                "{short:?}"
+            );
+            jail.set_env("EMPORIUM_STOCK_HOLD_TIMEOUT_SECS", "90");
+            let c = Config::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(c.stock_hold_timeout_secs, 90);
             jail.set_env("EMPORIUM_LISTEN", "nowhere");
             assert!(Config::load(None, &Overrides::default()).is_err());
             Ok(())

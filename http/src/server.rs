@@ -71,6 +71,7 @@ async fn start_engine(
         max_active_actors: config.max_active_actors,
         currency: config.currency.clone(),
         admin_emails: config.admin_emails.clone(),
+        stock_hold_timeout: Duration::from_secs(config.stock_hold_timeout_secs),
     };
     let ownership = crate::cluster::ownership(config, settings)?;
     Engine::start(stores, ownership, options)

@@ -1,6 +1,8 @@
 //! Checkout, run inside the user's cart actor: reserve stock for every line (in SKU order) →
 //! charge the test provider → store the order with its `order.created` event → clear the cart.
-//! Any failure before the order is stored releases what was reserved.
+//! Any failure before the order is stored releases what was reserved; a checkout that would write
+//! its order later than half the stock hold timeout after its first reservation gives up instead,
+//! so a hold past the timeout is one whose order is either stored or never will be.
 
 use std::sync::Arc;
 
@@ -108,12 +110,13 @@ pub(super) async fn run(
     // Reservations are held under the order's id: a retry of this checkout (same key, same id)
     // reserves nothing twice, and a reserve or release whose answer was lost can be sent again.
     let hold = emporium_cluster::fnv1a64(id.as_bytes());
+    let started = std::time::Instant::now();
     let mut reserved = Vec::with_capacity(items.len());
     let mut unavailable = Vec::new();
     let mut failure = None;
     for item in &items {
         let quantity = u64::from(item.quantity);
-        match engine.reserve_stock(&item.sku, quantity, Some(hold)).await {
+        match engine.reserve_stock(&item.sku, quantity, hold, &id).await {
             Ok(()) => reserved.push((item.sku.clone(), quantity)),
             Err(Error::OutOfStock { skus }) => unavailable.extend(skus),
             Err(e) => {
@@ -131,6 +134,12 @@ pub(super) async fn run(
         return Err(Error::OutOfStock { skus: unavailable });
     }
 
+    if started.elapsed() > engine.options().stock_hold_timeout / 2 {
+        release_all(&engine, &reserved, hold, None).await;
+        return Err(Error::Unavailable(
+            "checkout took too long to reserve its stock; try again".into(),
+        ));
+    }
     let now = now_ms();
     let total = items
         .iter()
@@ -176,7 +185,8 @@ pub(super) async fn run(
                 }
                 _ => {
                     tracing::error!(order = %attempted.id, ?reserved, error = %e,
-                        "order write failed with an unknown outcome; its stock stays reserved");
+                        "order write failed with an unknown outcome; its stock stays reserved \
+                         until a retry or the hold timeout settles it");
                     Err(e)
                 }
             }

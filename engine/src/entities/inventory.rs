@@ -2,14 +2,21 @@
 
 use crate::actor::{Behaviour, Outcome, Registry, Step};
 use crate::catalog::{Product, ProductDraft};
-use crate::inventory::{InventoryCommand, InventoryState};
+use crate::clock::now_ms;
+use crate::inventory::{InventoryCommand, InventoryState, Verdict};
 use crate::{codec, Engine, Error};
 
 pub(crate) struct InventoryEntity;
 
+/// How many timed-out holds one settling looks up (at once), so that the read that triggers it
+/// waits for one round of order reads at most.
+const SETTLE_BATCH: usize = 16;
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum InventoryMsg {
     Change(InventoryCommand),
+    /// Settles the holds that have timed out against the store (see [`crate::inventory`]).
+    Settle,
 }
 
 impl Behaviour for InventoryEntity {
@@ -27,30 +34,71 @@ impl Behaviour for InventoryEntity {
     fn resend_safe(cmd: &InventoryMsg) -> bool {
         matches!(
             cmd,
-            InventoryMsg::Change(
-                InventoryCommand::SetOnHand { .. }
-                    | InventoryCommand::Reserve { hold: Some(_), .. }
-                    | InventoryCommand::Release { hold: Some(_), .. }
-            )
+            InventoryMsg::Settle
+                | InventoryMsg::Change(
+                    InventoryCommand::SetOnHand { .. }
+                        | InventoryCommand::Reserve { hold: Some(_), .. }
+                        | InventoryCommand::ReserveFor { .. }
+                        | InventoryCommand::Release { hold: Some(_), .. }
+                )
         )
     }
 
     fn handle(
-        _: &Engine,
+        engine: &Engine,
         key: &str,
         state: &InventoryState,
         cmd: InventoryMsg,
     ) -> Step<InventoryState, InventoryState> {
-        Step::Ready(match cmd {
-            InventoryMsg::Change(cmd) => match state.apply(&cmd) {
+        match cmd {
+            InventoryMsg::Change(cmd) => Step::Ready(match state.apply(&cmd, now_ms()) {
                 Ok(Some(next)) => Ok(Outcome::changed(next.clone(), next)),
                 Ok(None) => Ok(Outcome::unchanged(state.clone())),
                 Err(_) => Err(Error::OutOfStock {
                     skus: vec![key.to_owned()],
                 }),
-            },
-        })
+            }),
+            InventoryMsg::Settle => {
+                let expired = state.expired(now_ms(), engine.hold_timeout_ms(), SETTLE_BATCH);
+                if expired.is_empty() {
+                    return Step::Ready(Ok(Outcome::unchanged(state.clone())));
+                }
+                let (engine, state, sku) = (engine.clone(), state.clone(), key.to_owned());
+                Step::Async(Box::pin(async move {
+                    let verdicts = verdicts(&engine, &expired).await;
+                    Ok(match state.settled(&verdicts) {
+                        Some(next) => {
+                            tracing::info!(%sku, settled = ?verdicts,
+                                "timed-out stock holds settled against their orders");
+                            Outcome::changed(next.clone(), next)
+                        }
+                        None => Outcome::unchanged(state),
+                    })
+                }))
+            }
+        }
     }
+}
+
+/// What the store says of each expired hold's order; a hold whose order cannot be read now is
+/// left for the next settling.
+async fn verdicts(engine: &Engine, expired: &[(u64, u128)]) -> Vec<(u64, Verdict)> {
+    let lookups = expired.iter().map(|(key, order)| async move {
+        let id = uuid::Uuid::from_u128(*order).to_string();
+        match engine.load_order(&id).await {
+            Ok(Some(_)) => Some((*key, Verdict::Stored)),
+            Ok(None) => Some((*key, Verdict::Absent)),
+            Err(e) => {
+                tracing::warn!(order = %id, error = %e, "a timed-out stock hold stays for now");
+                None
+            }
+        }
+    });
+    futures_util::future::join_all(lookups)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 impl Engine {
@@ -58,19 +106,46 @@ impl Engine {
         self.call::<InventoryEntity>(sku, sku, msg).await
     }
 
-    /// Takes `quantity` of `sku` out of stock, or fails with `OutOfStock` naming the SKU.
+    /// Takes `quantity` of `sku` out of stock under the hold of the checkout storing `order`, or
+    /// fails with `OutOfStock` naming the SKU. Stock short only because of holds that have timed
+    /// out is settled first.
     pub(crate) async fn reserve_stock(
         &self,
         sku: &str,
         quantity: u64,
-        hold: Option<u64>,
+        hold: u64,
+        order: &str,
     ) -> Result<(), Error> {
-        self.inventory(
-            sku,
-            InventoryMsg::Change(InventoryCommand::Reserve { quantity, hold }),
-        )
-        .await
-        .map(drop)
+        let order = uuid::Uuid::try_parse(order)
+            .map_err(|e| Error::Codec(format!("order id {order}: {e}")))?
+            .as_u128();
+        let reserve = InventoryMsg::Change(InventoryCommand::ReserveFor {
+            quantity,
+            hold,
+            order,
+        });
+        match self.inventory(sku, reserve.clone()).await {
+            Err(Error::OutOfStock { .. }) if self.settle_holds(sku).await? => {
+                self.inventory(sku, reserve).await.map(drop)
+            }
+            result => result.map(drop),
+        }
+    }
+
+    /// Settles `sku`'s timed-out holds, a batch at a time while that makes progress; true if it
+    /// gave stock back.
+    async fn settle_holds(&self, sku: &str) -> Result<bool, Error> {
+        let mut state = self.stored_stock(sku).await?;
+        let before = state.on_hand;
+        for _ in 0..=crate::inventory::MAX_HOLDS / SETTLE_BATCH {
+            let next = self.inventory(sku, InventoryMsg::Settle).await?;
+            let progress = next.holds.len() < state.holds.len();
+            state = next;
+            if !progress {
+                break;
+            }
+        }
+        Ok(state.on_hand > before)
     }
 
     pub(crate) async fn release_stock(
@@ -98,17 +173,33 @@ impl Engine {
     }
 
     /// The acknowledged stock of `sku` (`None`: not tracked), read from the store: every
-    /// acknowledged change is there, so reads need not wake the actor.
+    /// acknowledged change is there, so reads need not wake the actor (unless holds have timed
+    /// out: they are settled first, so no stock reads low for a checkout that is gone).
     pub async fn stock(&self, sku: &str) -> Result<Option<u64>, Error> {
+        let state = self.stored_stock(sku).await?;
+        if state
+            .expired(now_ms(), self.hold_timeout_ms(), 1)
+            .is_empty()
+        {
+            return Ok(state.on_hand);
+        }
+        Ok(self.inventory(sku, InventoryMsg::Settle).await?.on_hand)
+    }
+
+    async fn stored_stock(&self, sku: &str) -> Result<InventoryState, Error> {
         match self
             .stores()
             .snapshots
             .load(InventoryEntity::KIND, sku)
             .await?
         {
-            Some(snapshot) => Ok(codec::decode_stored::<InventoryState>(&snapshot.data)?.on_hand),
-            None => Ok(None),
+            Some(snapshot) => codec::decode_stored::<InventoryState>(&snapshot.data),
+            None => Ok(InventoryState::default()),
         }
+    }
+
+    fn hold_timeout_ms(&self) -> u64 {
+        u64::try_from(self.options().stock_hold_timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Creates a product. Stock lives with the SKU and is set before the product goes on sale; a
