@@ -38,12 +38,11 @@ pub struct CheckoutOutcome {
 
 /// The order id of a checkout. With an idempotency key it is derived from (user, key), so a retry
 /// finds the order even if the first attempt crashed after storing it.
-fn order_id(email: &str, key: Option<&str>) -> String {
+fn order_id(email: &str, key: Option<&str>) -> Uuid {
     match key {
         Some(key) => Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{email}\n{key}").as_bytes()),
         None => Uuid::new_v4(),
     }
-    .to_string()
 }
 
 fn replay(order: Order) -> Outcome<Arc<CartState>, CartReply> {
@@ -77,7 +76,8 @@ pub(super) async fn run(
     cart: Arc<CartState>,
     req: CheckoutRequest,
 ) -> Result<Outcome<Arc<CartState>, CartReply>, Error> {
-    let id = order_id(&email, req.idempotency_key.as_deref());
+    let uuid = order_id(&email, req.idempotency_key.as_deref());
+    let id = uuid.to_string();
     if req.idempotency_key.is_some() {
         match engine.order(&id, Some(&email)).await {
             Ok(existing) => return Ok(replay(existing)),
@@ -116,7 +116,7 @@ pub(super) async fn run(
     let mut failure = None;
     for item in &items {
         let quantity = u64::from(item.quantity);
-        match engine.reserve_stock(&item.sku, quantity, hold, &id).await {
+        match engine.reserve_stock(&item.sku, quantity, hold, uuid).await {
             Ok(()) => reserved.push((item.sku.clone(), quantity)),
             Err(Error::OutOfStock { skus }) => unavailable.extend(skus),
             Err(e) => {

@@ -114,11 +114,9 @@ impl Engine {
         sku: &str,
         quantity: u64,
         hold: u64,
-        order: &str,
+        order: uuid::Uuid,
     ) -> Result<(), Error> {
-        let order = uuid::Uuid::try_parse(order)
-            .map_err(|e| Error::Codec(format!("order id {order}: {e}")))?
-            .as_u128();
+        let order = order.as_u128();
         let reserve = InventoryMsg::Change(InventoryCommand::ReserveFor {
             quantity,
             hold,
