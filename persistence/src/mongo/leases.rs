@@ -2,9 +2,9 @@
 //! latest generation) and `shards` (one document per shard, `_id` = shard, with its owner as
 //! `owner_ordinal`/`owner_generation`, both null when unowned, and `epoch`).
 //!
-//! Every step is a single-document atomic write, or an `update_many` whose filter checks each
-//! document on its own: no transactions. The commands (findAndModify with upsert, update with
-//! `$in`/`$inc`/`$max`, unordered insertMany) are ones MongoDB, DocumentDB and FerretDB all serve.
+//! Every step is a single-document atomic write, or an unordered `update` command of such writes
+//! (one statement per shard): no transactions. The commands (findAndModify with upsert, update
+//! with `$inc`/`$max`, unordered insertMany) are ones MongoDB, DocumentDB and FerretDB all serve.
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -225,28 +225,57 @@ impl Leases for MongoStore {
         if shards.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = shards.iter().map(|&s| i64::from(s)).collect();
         self.bounded("transfer", async move {
             let (from_ordinal, from_generation) = owner_fields(from);
             let (to_ordinal, to_generation) = owner_fields(to);
-            // One round trip for the set; each document is matched and changed atomically on
-            // its own, so of two nodes moving the same shard from the same owner only one does.
-            self.shards
-                .update_many(
+            // One `update` command for the set, one statement per shard: each document is
+            // matched and changed atomically on its own, so of two nodes moving the same shard
+            // from the same owner only one does. (One statement per `_id` rather than one
+            // `update_many` with `_id: {$in: …}`: servers that match `$in` by a scan, as the
+            // test server does, take hundreds of ms for a few hundred shards that way.)
+            let updates: Vec<Document> = shards
+                .iter()
+                .map(|&shard| {
                     doc! {
-                        "_id": { "$in": &ids },
-                        "owner_ordinal": from_ordinal,
-                        "owner_generation": from_generation,
-                    },
-                    doc! {
-                        "$set": { "owner_ordinal": to_ordinal, "owner_generation": to_generation },
-                        "$inc": { "epoch": 1_i64 },
-                    },
-                )
+                        "q": {
+                            "_id": i64::from(shard),
+                            "owner_ordinal": from_ordinal.clone(),
+                            "owner_generation": from_generation.clone(),
+                        },
+                        "u": {
+                            "$set": {
+                                "owner_ordinal": to_ordinal.clone(),
+                                "owner_generation": to_generation.clone(),
+                            },
+                            "$inc": { "epoch": 1_i64 },
+                        },
+                    }
+                })
+                .collect();
+            let reply = self
+                .db
+                .run_command(doc! {
+                    "update": self.shards.name(),
+                    "updates": updates,
+                    "ordered": false,
+                    // As the client's own writes: acknowledged means durable on a majority.
+                    "writeConcern": { "w": "majority", "j": true },
+                })
                 .await
                 .map_err(map)?;
-            self.read_all(&self.shards, doc! { "_id": { "$in": &ids } }, decode_shard)
-                .await
+            if let Some(errors) = reply.get("writeErrors").or(reply.get("writeConcernError")) {
+                return Err(Error::Unavailable(format!(
+                    "mongodb: shard transfer refused: {errors}"
+                )));
+            }
+            // Read back the whole table (a thousand small documents, one scan) and keep the
+            // moved shards: what each one's owner and epoch are now, whoever wrote them.
+            let moved: std::collections::HashSet<u32> = shards.iter().copied().collect();
+            let all = self.read_all(&self.shards, doc! {}, decode_shard).await?;
+            Ok(all
+                .into_iter()
+                .filter(|r| moved.contains(&r.shard))
+                .collect())
         })
         .await
     }
