@@ -289,3 +289,41 @@ async fn stock_short_only_because_of_timed_out_holds_is_sold() {
     assert!(created);
     assert_eq!(engine.stock("W").await.unwrap(), Some(0));
 }
+
+#[actix_rt::test]
+async fn a_full_list_of_holds_settles_timed_out_ones_before_forgetting_any() {
+    let (engine, faulty) = setup_short_holds(10_000).await;
+    let holds = emporium_engine::inventory::MAX_HOLDS;
+    // As many abandoned checkouts as a SKU remembers holds: each keeps its 2 reserved.
+    faulty.set(Fault::WritesLost);
+    for i in 0..holds {
+        let user = format!("gone{i}@x.io");
+        engine.cart_add(&user, "W", 2).await.unwrap();
+        assert!(engine.checkout(&user, keyed("k")).await.is_err());
+    }
+    faulty.set(Fault::None);
+    // As many buyers again, their carts filled (which reads the stock) before the holds time out.
+    let buyers: Vec<String> = (0..holds).map(|i| format!("buyer{i}@x.io")).collect();
+    for user in &buyers {
+        engine.cart_add(user, "W", 2).await.unwrap();
+    }
+    actix_rt::time::sleep(HOLD_TIMEOUT * 2).await;
+    // Each buyer's new hold meets a full list, whose timed-out holds are settled first instead
+    // of the oldest being forgotten with its stock still taken.
+    for user in &buyers {
+        assert!(engine.checkout(user, keyed("k")).await.unwrap().1);
+    }
+    let sold = 2 * holds as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = engine.stock("W").await.unwrap();
+        if left == Some(10_000 - sold) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stock {left:?}: abandoned holds were forgotten unsettled"
+        );
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -3,7 +3,7 @@
 use crate::actor::{Behaviour, Outcome, Registry, Step};
 use crate::catalog::{Product, ProductDraft};
 use crate::clock::now_ms;
-use crate::inventory::{InventoryCommand, InventoryState, Verdict};
+use crate::inventory::{InventoryCommand, InventoryState, Verdict, MAX_HOLDS};
 use crate::{codec, Engine, Error};
 
 pub(crate) struct InventoryEntity;
@@ -44,40 +44,64 @@ impl Behaviour for InventoryEntity {
         )
     }
 
+    /// `Settle`, and a hold about to push the oldest out of a full list, first settle the holds
+    /// that have timed out (reading their orders), then apply the command.
     fn handle(
         engine: &Engine,
         key: &str,
         state: &InventoryState,
         cmd: InventoryMsg,
     ) -> Step<InventoryState, InventoryState> {
-        match cmd {
-            InventoryMsg::Change(cmd) => Step::Ready(match state.apply(&cmd, now_ms()) {
-                Ok(Some(next)) => Ok(Outcome::changed(next.clone(), next)),
-                Ok(None) => Ok(Outcome::unchanged(state.clone())),
-                Err(_) => Err(Error::OutOfStock {
-                    skus: vec![key.to_owned()],
-                }),
-            }),
-            InventoryMsg::Settle => {
-                let expired = state.expired(now_ms(), engine.hold_timeout_ms(), SETTLE_BATCH);
-                if expired.is_empty() {
-                    return Step::Ready(Ok(Outcome::unchanged(state.clone())));
-                }
-                let (engine, state, sku) = (engine.clone(), state.clone(), key.to_owned());
-                Step::Async(Box::pin(async move {
-                    let verdicts = verdicts(&engine, &expired).await;
-                    Ok(match state.settled(&verdicts) {
-                        Some(next) => {
-                            tracing::info!(%sku, settled = ?verdicts,
-                                "timed-out stock holds settled against their orders");
-                            Outcome::changed(next.clone(), next)
-                        }
-                        None => Outcome::unchanged(state),
-                    })
-                }))
+        let now = now_ms();
+        let (settle_first, cmd) = match cmd {
+            InventoryMsg::Settle => (true, None),
+            InventoryMsg::Change(cmd @ InventoryCommand::ReserveFor { .. }) => {
+                (state.holds.len() >= MAX_HOLDS, Some(cmd))
             }
+            InventoryMsg::Change(cmd) => (false, Some(cmd)),
+        };
+        let expired = match settle_first {
+            true => state.expired(now, engine.hold_timeout_ms(), SETTLE_BATCH),
+            false => Vec::new(),
+        };
+        if expired.is_empty() {
+            return Step::Ready(applied(key, state.clone(), false, cmd, now));
         }
+        let (engine, state, sku) = (engine.clone(), state.clone(), key.to_owned());
+        Step::Async(Box::pin(async move {
+            let verdicts = verdicts(&engine, &expired).await;
+            match state.settled(&verdicts) {
+                Some(settled) => {
+                    tracing::info!(%sku, settled = ?verdicts,
+                        "timed-out stock holds settled against their orders");
+                    applied(&sku, settled, true, cmd, now)
+                }
+                None => applied(&sku, state, false, cmd, now),
+            }
+        }))
     }
+}
+
+/// The outcome of `cmd` (if any) on `state`, which is already a change from the stored state
+/// when `changed`.
+fn applied(
+    sku: &str,
+    state: InventoryState,
+    changed: bool,
+    cmd: Option<InventoryCommand>,
+    now: u64,
+) -> Result<Outcome<InventoryState, InventoryState>, Error> {
+    let next = match cmd {
+        Some(cmd) => state.apply(&cmd, now).map_err(|_| Error::OutOfStock {
+            skus: vec![sku.to_owned()],
+        })?,
+        None => None,
+    };
+    Ok(match next {
+        Some(next) => Outcome::changed(next.clone(), next),
+        None if changed => Outcome::changed(state.clone(), state),
+        None => Outcome::unchanged(state),
+    })
 }
 
 /// What the store says of each expired hold's order; a hold whose order cannot be read now is
