@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How many holds a SKU remembers (the oldest is forgotten first, its stock left taken). Holds
-/// are settled once they time out, so this bounds the checkouts of one SKU per hold timeout.
+/// How many holds a SKU remembers. A new hold on a full list settles the timed-out ones first;
+/// only when none has timed out is the oldest forgotten (its stock left taken, never oversold).
 pub const MAX_HOLDS: usize = 256;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
