@@ -4,6 +4,8 @@
 //! the version the write was conditional on, take that version with the state from before the
 //! write (one more conditional write), after which the lost one can never apply.
 
+use std::time::Duration;
+
 use emporium_persistence::{Error as StoreError, SnapshotWrite};
 
 use super::{Behaviour, Fence};
@@ -19,8 +21,28 @@ pub(super) enum Resolved {
     Unknown,
 }
 
+/// How long settling may take: the write it follows has already waited out the store's operation
+/// timeout, and a request must still be answered within the 10 s a client is promised.
+const RESOLVE_WITHIN: Duration = Duration::from_secs(2);
+
 /// The write of `written` (encoded as `data`) over `before`, conditional on version `expected`.
+/// A store that does not tell within [`RESOLVE_WITHIN`] leaves it [`Resolved::Unknown`].
 pub(super) async fn resolve<B: Behaviour>(
+    engine: &Engine,
+    key: &str,
+    fence: Fence,
+    expected: u64,
+    before: &B::State,
+    written: &B::State,
+    data: &[u8],
+) -> Resolved {
+    let settle = settle::<B>(engine, key, fence, expected, before, written, data);
+    tokio::time::timeout(RESOLVE_WITHIN, settle)
+        .await
+        .unwrap_or(Resolved::Unknown)
+}
+
+async fn settle<B: Behaviour>(
     engine: &Engine,
     key: &str,
     fence: Fence,
