@@ -36,7 +36,8 @@ pub struct Config {
     pub stock_hold_timeout_secs: u64,
     /// Larger request bodies get 413.
     pub body_limit_bytes: usize,
-    /// A request body must arrive within this long after its headers, else 408.
+    /// A request's head must arrive within this long of its connection, and its body within this
+    /// long after its head, else 408.
     pub body_timeout_secs: u64,
     /// Fixed number of shards; never change it on a store with data.
     pub shards: u32,

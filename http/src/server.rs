@@ -245,6 +245,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .configure(crate::configure)
     })
     .workers(workers)
+    // A request's head gets as long as its body (actix's default is 5 s). The timer starts from a
+    // clock actix caches, so after a pause of the process (a frozen VM or container) longer than
+    // this, requests that were waiting complete in the socket are answered 408 unread.
+    .client_request_timeout(Duration::from_secs(config.body_timeout_secs))
     .disable_signals()
     .shutdown_timeout(30)
     .bind(addr)

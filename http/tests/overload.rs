@@ -224,3 +224,30 @@ async fn filters_take_a_bounded_number_of_values() {
         .await;
     assert_error("1,001 brand values", (s, &b), 400);
 }
+
+/// A request head that never finishes arriving is answered 408 after `body_timeout_secs` too
+/// (not actix's own 5 s), and its connection is closed.
+#[actix_rt::test]
+async fn an_unfinished_head_times_out_after_the_configured_time() {
+    use std::io::{Read, Write};
+    let node = Node::start(
+        NodeOpts::new()
+            .demo_catalog(false)
+            .env("EMPORIUM_BODY_TIMEOUT_SECS", "1"),
+    );
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", node.port())).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"POST /api/users/login HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    let read = conn.read_to_string(&mut answer);
+    assert!(read.is_ok(), "connection not closed: {read:?}, {answer}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "the head timeout is not the configured 1 s: {:?}",
+        started.elapsed()
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
