@@ -72,7 +72,8 @@ impl From<InventoryStateV2> for InventoryState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InventoryCommand {
-    /// `hold`: the checkout's key, making the reservation idempotent.
+    /// `hold`: the checkout's key, making the reservation idempotent. Checkouts reserve with
+    /// `ReserveFor`; this is read from peers of builds that did not, during a rolling deploy.
     Reserve {
         quantity: u64,
         hold: Option<u64>,
