@@ -36,63 +36,54 @@ pub(super) async fn resolve<B: Behaviour>(
     written: &B::State,
     data: &[u8],
 ) -> Resolved {
-    let settle = settle::<B>(engine, key, fence, expected, before, written, data);
-    tokio::time::timeout(RESOLVE_WITHIN, settle)
+    let resolution = async {
+        let store = &engine.stores().snapshots;
+        for _ in 0..4 {
+            let stored = match store.load(B::KIND, key).await {
+                Ok(stored) => stored,
+                Err(_) => return Resolved::Unknown,
+            };
+            match stored {
+                Some(s) if s.version == expected + 1 && s.data == data => {
+                    return Resolved::Landed { current: true }
+                }
+                // Past the version the write was conditional on: it can no longer apply, and was
+                // applied only if a later state shows it.
+                Some(s) if s.version > expected => {
+                    let included = codec::decode_stored::<B::State>(&s.data)
+                        .is_ok_and(|stored| B::includes(before, written, &stored));
+                    return if included {
+                        Resolved::Landed { current: false }
+                    } else {
+                        Resolved::NotApplied
+                    };
+                }
+                _ => {}
+            }
+            // Still at `expected`: the write is on its way or lost. Taking the version first
+            // settles it.
+            let Ok(old) = codec::encode_stored(before) else {
+                return Resolved::Unknown;
+            };
+            let settle = SnapshotWrite {
+                kind: B::KIND,
+                key: key.to_owned(),
+                expected,
+                epoch: fence.epoch.0,
+                owner: B::owner(before),
+                data: old,
+                outbox: Vec::new(),
+            };
+            match store.save(settle).await {
+                Ok(_) => return Resolved::NotApplied,
+                // Something was written meanwhile (perhaps the lost write): look again.
+                Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => {}
+                Err(_) => return Resolved::Unknown,
+            }
+        }
+        Resolved::Unknown
+    };
+    tokio::time::timeout(RESOLVE_WITHIN, resolution)
         .await
         .unwrap_or(Resolved::Unknown)
-}
-
-async fn settle<B: Behaviour>(
-    engine: &Engine,
-    key: &str,
-    fence: Fence,
-    expected: u64,
-    before: &B::State,
-    written: &B::State,
-    data: &[u8],
-) -> Resolved {
-    let store = &engine.stores().snapshots;
-    for _ in 0..4 {
-        let stored = match store.load(B::KIND, key).await {
-            Ok(stored) => stored,
-            Err(_) => return Resolved::Unknown,
-        };
-        match stored {
-            Some(s) if s.version == expected + 1 && s.data == data => {
-                return Resolved::Landed { current: true }
-            }
-            // Past the version the write was conditional on: it can no longer apply, and was
-            // applied only if a later state shows it.
-            Some(s) if s.version > expected => {
-                let included = codec::decode_stored::<B::State>(&s.data)
-                    .is_ok_and(|stored| B::includes(before, written, &stored));
-                return if included {
-                    Resolved::Landed { current: false }
-                } else {
-                    Resolved::NotApplied
-                };
-            }
-            _ => {}
-        }
-        // Still at `expected`: the write is on its way or lost. Taking the version first settles it.
-        let Ok(old) = codec::encode_stored(before) else {
-            return Resolved::Unknown;
-        };
-        let settle = SnapshotWrite {
-            kind: B::KIND,
-            key: key.to_owned(),
-            expected,
-            epoch: fence.epoch.0,
-            owner: B::owner(before),
-            data: old,
-            outbox: Vec::new(),
-        };
-        match store.save(settle).await {
-            Ok(_) => return Resolved::NotApplied,
-            // Something was written meanwhile (perhaps the lost write): look again.
-            Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => {}
-            Err(_) => return Resolved::Unknown,
-        }
-    }
-    Resolved::Unknown
 }

@@ -140,15 +140,16 @@ impl Engine {
         hold: u64,
         order: uuid::Uuid,
     ) -> Result<(), Error> {
-        let order = order.as_u128();
-        let reserve = InventoryMsg::Change(InventoryCommand::ReserveFor {
-            quantity,
-            hold,
-            order,
-        });
-        match self.inventory(sku, reserve.clone()).await {
+        let reserve = || {
+            InventoryMsg::Change(InventoryCommand::ReserveFor {
+                quantity,
+                hold,
+                order: order.as_u128(),
+            })
+        };
+        match self.inventory(sku, reserve()).await {
             Err(Error::OutOfStock { .. }) if self.settle_holds(sku).await? => {
-                self.inventory(sku, reserve).await.map(drop)
+                self.inventory(sku, reserve()).await.map(drop)
             }
             result => result.map(drop),
         }
